@@ -1,0 +1,54 @@
+# maskwatch: live face-mask detection at the edge.
+# `make demo` runs the main job, `make test` the tests; both install what they need first.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+SHARED  ?= $(abspath ../shared/data)
+OUT     ?= out
+
+export PATH := $(PATH):/usr/local/go/bin
+# go-tflite links -ltensorflowlite_c: scripts/deps.sh puts that name in .deps/lib.
+export CGO_LDFLAGS := -L$(CURDIR)/.deps/lib $(CGO_LDFLAGS)
+# GoMLX: the pure-Go backend only; its XLA backend would try to download plugins.
+export GOFLAGS := -tags=noxla $(GOFLAGS)
+export GOMLX_BACKEND ?= go
+export MASKWATCH_DATA ?= $(SHARED)
+
+LDFLAGS := -X main.version=$(VERSION)
+CMDS    := masktrain
+
+.PHONY: deps build test bench demo lint fuzz clean
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@mkdir -p bin
+	go build -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(CMDS))
+
+test: deps lint
+	go test -count=1 -timeout 30m ./...
+
+bench: deps
+	go test -run '^$$' -bench . -benchmem -benchtime 1x -count 1 ./...
+
+# Until the live pipeline exists, the main job is the data exploration report.
+demo: build
+	bin/masktrain eda --data $(SHARED)/proper-mask --data $(SHARED)/facemask \
+		--out $(OUT)/eda --json
+	@echo "report: file://$(abspath $(OUT))/eda/report.html"
+
+lint:
+	@bad=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
+	go vet ./...
+
+FUZZTIME ?= 30s
+fuzz:
+	go test -run '^$$' -fuzz FuzzParseFileName -fuzztime $(FUZZTIME) ./train/dataset/
+	go test -run '^$$' -fuzz FuzzParseVOC -fuzztime $(FUZZTIME) ./train/dataset/
+
+clean:
+	rm -rf bin $(OUT)
