@@ -23,11 +23,13 @@ sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
 
 missing() {
+  # One dpkg-query for all names; a package it does not know is missing too.
+  local installed
+  installed=$(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null |
+    awk '$NF == "installed" {print $1}')
   local p
   for p in "$@"; do
-    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
-      echo "$p"
-    fi
+    grep -qx "$p" <<<"$installed" || echo "$p"
   done
 }
 
