@@ -25,12 +25,13 @@ type Bar struct {
 	tty      bool
 	every    time.Duration
 	finished bool
+	drawn    int // done at the last line written on a non-terminal; -1 before
 	now      func() time.Time
 }
 
 // New starts a bar for total items of unit ("img", "batch") written to w.
 func New(w io.Writer, label string, total int, unit string) *Bar {
-	b := &Bar{w: w, label: label, unit: unit, total: total, now: time.Now}
+	b := &Bar{w: w, label: label, unit: unit, total: total, drawn: -1, now: time.Now}
 	b.tty = isTerminal(w)
 	b.every = 5 * time.Second
 	if b.tty {
@@ -71,9 +72,13 @@ func (b *Bar) Finish() {
 		return
 	}
 	b.finished = true
-	b.draw(b.now())
 	if b.tty {
+		b.draw(b.now())
 		fmt.Fprintln(b.w)
+		return
+	}
+	if b.drawn != b.done { // a log needs no second copy of its last line
+		b.draw(b.now())
 	}
 }
 
@@ -89,6 +94,7 @@ func (b *Bar) draw(now time.Time) {
 		fmt.Fprintf(b.w, "\r%s\x1b[K", b.line(now))
 		return
 	}
+	b.drawn = b.done
 	fmt.Fprintln(b.w, b.line(now))
 }
 

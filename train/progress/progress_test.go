@@ -47,3 +47,26 @@ func TestNonTerminalThrottlesLines(t *testing.T) {
 		t.Errorf("got %d lines, want about 3:\n%s", lines, out.String())
 	}
 }
+
+func TestFinishDoesNotRepeatTheLastLine(t *testing.T) {
+	var out bytes.Buffer
+	b := New(&out, "x", 3, "img")
+	b.Set(3) // reaching the total always draws
+	b.Finish()
+	b.Finish()
+	if n := strings.Count(out.String(), "3/3"); n != 1 {
+		t.Errorf("final state written %d times, want once:\n%s", n, out.String())
+	}
+
+	out.Reset()
+	b = New(&out, "y", 3, "img")
+	clock := b.start
+	b.now = func() time.Time { return clock }
+	b.Set(1) // drawn: the first line is due at once
+	clock = clock.Add(time.Second)
+	b.Set(2) // throttled
+	b.Finish()
+	if !strings.Contains(out.String(), "2/3") {
+		t.Errorf("Finish dropped the state not yet drawn:\n%s", out.String())
+	}
+}
