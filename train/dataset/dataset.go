@@ -32,6 +32,10 @@ type Record struct {
 	Path          string // the image file
 	Width, Height int    // decoded image size in pixels
 	Objects       []Object
+	// Dropped counts the faces the source gave for this image that a reader
+	// dropped (unknown label, unusable box), each listed as a Problem. They are
+	// still in the picture, unlabelled: a trainer may want to skip such an image.
+	Dropped int
 }
 
 // Problem is a file, or a part of one, that a reader dropped or mended.
@@ -42,7 +46,9 @@ type Problem struct {
 
 // Set is a data set read from one directory (or one COCO file).
 type Set struct {
-	Dir      string
+	Dir string // the folder read; for COCO, the JSON file's folder
+	// Source is what was read: Dir, or for COCO the JSON file.
+	Source   string
 	Format   Format
 	Classes  ClassMap
 	Records  []Record
@@ -50,16 +56,22 @@ type Set struct {
 	// Clipped counts boxes that ran partly outside their image and were cut to it.
 	// Each such box is also listed in Problems.
 	Clipped int
+	// Rounded counts boxes that ran past their image by at most one pixel, as
+	// rounding in the source does, and were cut to it without a Problem or a
+	// Clipped mark. (Three crops of proper-mask have such a box.)
+	Rounded int
 }
 
 // Options tune how a set is read. The zero value reads with TwoClass labels.
 type Options struct {
 	// Classes maps the data set's labels to model classes; the zero value means TwoClass().
 	Classes ClassMap
-	// Strict turns every problem into an error.
+	// Strict turns every problem into an error: a reader returns the set's first
+	// problem in path order, as a *ProblemError, instead of the set.
 	Strict bool
 	// Workers decode images in parallel; 0 means runtime.NumCPU().
 	Workers int
-	// Progress, when set, is called as images are checked, with the number done and the total.
+	// Progress, when set, is called as images are checked, with the number done and the
+	// total, always from the goroutine that called the reader.
 	Progress func(done, total int)
 }
