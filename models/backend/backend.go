@@ -1,0 +1,98 @@
+package backend
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+)
+
+// Name is the name this backend is registered under: select it with
+// GOMLX_BACKEND=maskwatch (optionally "maskwatch:CONFIG", see New), or call New directly.
+const Name = "maskwatch"
+
+func init() {
+	backends.Register(Name, New)
+}
+
+// defaultParallelism is added to the configuration when it names no parallelism option:
+// GoMLX v0.26.0's pure-Go backend can deadlock with its default worker limit when several
+// matrix multiplications of one graph run at the same time.
+const defaultParallelism = "parallelism=-1"
+
+// Backend is GoMLX's pure-Go backend (simplego) with the operations listed in the package
+// documentation added by composition. Buffers, compilation and execution are simplego's.
+type Backend struct {
+	*simplego.Backend
+}
+
+// Compile-time check that Backend implements backends.Backend.
+var _ backends.Backend = (*Backend)(nil)
+
+// New returns a Backend. The configuration is passed to simplego unchanged ("parallelism=N",
+// "ops_sequential", "ops_parallel", "dotgeneral_small", ...), except that "parallelism=-1"
+// (no worker limit) is added when it sets none of parallelism, ops_sequential or ops_parallel.
+// simplego prints one line to stdout when the parallelism is set.
+func New(config string) (backends.Backend, error) {
+	if !strings.Contains(config, "parallelism") && !strings.Contains(config, "ops_") {
+		if config == "" {
+			config = defaultParallelism
+		} else {
+			config += "," + defaultParallelism
+		}
+	}
+	inner, err := simplego.New(config)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: configuration %q: %w", Name, config, err)
+	}
+	goBackend, ok := inner.(*simplego.Backend)
+	if !ok {
+		return nil, fmt.Errorf("backend %s: simplego.New returned %T, not *simplego.Backend; "+
+			"this package was written for GoMLX v0.26.0", Name, inner)
+	}
+	return &Backend{Backend: goBackend}, nil
+}
+
+// Name returns the backend's short name.
+func (b *Backend) Name() string { return Name }
+
+// String returns the backend's short name.
+func (b *Backend) String() string { return Name }
+
+// Description describes the backend for logs.
+func (b *Backend) Description() string {
+	return "GoMLX pure-Go backend (simplego) with Pad, Reverse, SelectAndScatter and " +
+		"a slice-and-matmul ConvGeneral"
+}
+
+// Capabilities returns simplego's capabilities plus the operations this package adds.
+func (b *Backend) Capabilities() backends.Capabilities {
+	capabilities := b.Backend.Capabilities().Clone()
+	for _, op := range addedOps {
+		capabilities.Operations[op] = true
+	}
+	return capabilities
+}
+
+// addedOps are the operations that Builder implements on top of simplego.
+var addedOps = []backends.OpType{
+	backends.OpTypePad,
+	backends.OpTypeReverse,
+	backends.OpTypeSelectAndScatterMax,
+	backends.OpTypeSelectAndScatterMin,
+}
+
+// Builder creates a builder for a new computation.
+func (b *Backend) Builder(name string) backends.Builder {
+	return &Builder{Builder: b.Backend.Builder(name).(*simplego.Builder)}
+}
+
+// Builder is simplego's builder with Pad, Reverse, SelectAndScatterMax, SelectAndScatterMin
+// and ConvGeneral implemented by composing simplego's own operations.
+type Builder struct {
+	*simplego.Builder
+}
+
+// Compile-time check that Builder implements backends.Builder.
+var _ backends.Builder = (*Builder)(nil)
