@@ -25,16 +25,35 @@ const defaultParallelism = "parallelism=-1"
 // documentation added by composition. Buffers, compilation and execution are simplego's.
 type Backend struct {
 	*simplego.Backend
+	blas bool
 }
 
 // Compile-time check that Backend implements backends.Backend.
 var _ backends.Backend = (*Backend)(nil)
 
+// noBLASOption, in the configuration, keeps simplego's own DotGeneral for this backend.
+const noBLASOption = "noblas"
+
 // New returns a Backend. The configuration is passed to simplego unchanged ("parallelism=N",
 // "ops_sequential", "ops_parallel", "dotgeneral_small", ...), except that "parallelism=-1"
-// (no worker limit) is added when it sets none of parallelism, ops_sequential or ops_parallel.
+// (no worker limit) is added when it sets none of parallelism, ops_sequential or ops_parallel,
+// and that the option "noblas" is taken out: it keeps simplego's matrix product instead of
+// OpenBLAS's (see the package documentation).
 // simplego prints one line to stdout when the parallelism is set.
 func New(config string) (backends.Backend, error) {
+	useBLAS := true
+	var options []string
+	for _, option := range strings.Split(config, ",") {
+		if option == noBLASOption {
+			useBLAS = false
+		} else if option != "" {
+			options = append(options, option)
+		}
+	}
+	config = strings.Join(options, ",")
+	if err := installBLASDotByDefault(); err != nil {
+		return nil, err
+	}
 	if !strings.Contains(config, "parallelism") && !strings.Contains(config, "ops_") {
 		if config == "" {
 			config = defaultParallelism
@@ -51,7 +70,22 @@ func New(config string) (backends.Backend, error) {
 		return nil, fmt.Errorf("backend %s: simplego.New returned %T, not *simplego.Backend; "+
 			"this package was written for GoMLX v0.26.0", Name, inner)
 	}
-	return &Backend{Backend: goBackend}, nil
+	b := &Backend{Backend: goBackend}
+	if useBLAS && blasInstalled.Load() {
+		blasBackends.Store(goBackend, true)
+		b.blas = true
+	}
+	return b, nil
+}
+
+// UsesBLAS reports whether the backend's float32 matrix products run on OpenBLAS (package
+// matmul): cgo builds, unless the configuration says "noblas" or MASKWATCH_BLAS=off.
+func (b *Backend) UsesBLAS() bool { return b.blas }
+
+// Finalize releases the backend.
+func (b *Backend) Finalize() {
+	blasBackends.Delete(b.Backend)
+	b.Backend.Finalize()
 }
 
 // Name returns the backend's short name.
@@ -62,8 +96,12 @@ func (b *Backend) String() string { return Name }
 
 // Description describes the backend for logs.
 func (b *Backend) Description() string {
-	return "GoMLX pure-Go backend (simplego) with Pad, Reverse, SelectAndScatter and " +
+	description := "GoMLX pure-Go backend (simplego) with Pad, Reverse, SelectAndScatter and " +
 		"a slice-and-matmul ConvGeneral"
+	if b.blas {
+		description += ", float32 DotGeneral on OpenBLAS"
+	}
+	return description
 }
 
 // Capabilities returns simplego's capabilities plus the operations this package adds.

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
@@ -79,6 +80,10 @@ func BenchmarkConvForward(b *testing.B) {
 			x, k := l.inputs()
 			benchmarkExec(b, testBackend, fn, x, k)
 		})
+		b.Run(l.name+"/maskwatch-noblas", func(b *testing.B) {
+			x, k := l.inputs()
+			benchmarkExec(b, noBLASBackend(), fn, x, k)
+		})
 		b.Run(l.name+"/simplego", func(b *testing.B) {
 			x, k := l.inputs()
 			benchmarkExec(b, simplego.GetBackend(), fn, x, k)
@@ -94,26 +99,113 @@ func BenchmarkConvGradient(b *testing.B) {
 			loss := graph.ReduceAllSum(graph.Square(l.conv(x, k)))
 			return graph.Gradient(loss, x, k)
 		}
-		b.Run(l.name, func(b *testing.B) {
-			x, k := l.inputs()
-			benchmarkExec(b, testBackend, fn, x, k)
-		})
+		for _, be := range benchBackends() {
+			b.Run(l.name+"/"+be.name, func(b *testing.B) {
+				x, k := l.inputs()
+				benchmarkExec(b, be.backend, fn, x, k)
+			})
+		}
 	}
 }
 
-// BenchmarkDotGeneral reports GFLOP/s of simplego's matrix product (which this backend keeps)
-// on the shapes of BenchmarkFloat32 in package matmul, float32.
+// noBLASBackend is this package's backend with simplego's matrix product ("noblas").
+var noBLASBackend = sync.OnceValue(func() backends.Backend {
+	b, err := New(noBLASOption)
+	if err != nil {
+		panic(err)
+	}
+	return b
+})
+
+// benchBackends are the backends the benchmarks compare: matrix products on OpenBLAS
+// (named after matmul.Implementation: "go" in builds without cgo, where it is simplego's)
+// and simplego's own.
+func benchBackends() []struct {
+	name    string
+	backend backends.Backend
+} {
+	name := "openblas"
+	if !testBackend.(*Backend).UsesBLAS() {
+		name = "default-noblas"
+	}
+	return []struct {
+		name    string
+		backend backends.Backend
+	}{{name, testBackend}, {"simplego-dot", noBLASBackend()}}
+}
+
+// dotShape is one DotGeneral of the benchmarks: lhs and rhs dimensions and their
+// contracting axes (no batch axes); the product is [m, n] with contracted size k.
+type dotShape struct {
+	name             string
+	lhsDims, rhsDims []int
+	lhsC, rhsC       int
+	m, n, k          int
+}
+
+// imToColShapes are the matrix products of im2col convolutions and a dense layer at 224 px
+// input, batch 8, with the products of their gradients (input: dy·wᵀ, weights: xᵀ·dy).
+var imToColShapes = func() []dotShape {
+	var out []dotShape
+	for _, s := range []struct {
+		name    string
+		m, k, n int
+	}{
+		{"conv3x3 56x56x64", 8 * 56 * 56, 9 * 64, 64},
+		{"conv1x1 14x14x1024->256", 8 * 14 * 14, 1024, 256},
+		{"dense 6272->256", 8 * 64, 6272, 256},
+	} {
+		out = append(out,
+			dotShape{s.name + " fwd", []int{s.m, s.k}, []int{s.k, s.n}, 1, 0, s.m, s.n, s.k},
+			dotShape{s.name + " dX", []int{s.m, s.n}, []int{s.k, s.n}, 1, 1, s.m, s.k, s.n},
+			dotShape{s.name + " dW", []int{s.m, s.k}, []int{s.m, s.n}, 0, 0, s.k, s.n, s.m})
+	}
+	return out
+}()
+
+// BenchmarkDotGeneral reports GFLOP/s of DotGeneral, float32, with OpenBLAS and with
+// simplego's matrix product, on the shapes of BenchmarkFloat32 in package matmul and on
+// those of im2col convolutions and their gradients (imToColShapes).
+// Run with: go test ./models/backend -run NONE -bench DotGeneral -benchtime 3x
 func BenchmarkDotGeneral(b *testing.B) {
+	shapes := imToColShapes
 	for _, s := range [][3]int{{512, 512, 512}, {3136, 72, 24}, {784, 40, 360}} {
 		m, n, k := s[0], s[1], s[2]
-		b.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(b *testing.B) {
-			lhs := float32Tensor(gradcheck.Uniform(1, m, k))
-			rhs := float32Tensor(gradcheck.Uniform(2, k, n))
-			benchmarkExec(b, testBackend, func(x, y *graph.Node) *graph.Node {
-				return graph.Dot(x, y)
-			}, lhs, rhs)
-			flops := 2 * float64(m) * float64(n) * float64(k)
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		shapes = append(shapes, dotShape{fmt.Sprintf("%dx%dx%d", m, n, k),
+			[]int{m, k}, []int{k, n}, 1, 0, m, n, k})
+	}
+	for _, s := range shapes {
+		lhs := float32Tensor(gradcheck.Uniform(1, s.lhsDims...))
+		rhs := float32Tensor(gradcheck.Uniform(2, s.rhsDims...))
+		fn := func(x, y *graph.Node) *graph.Node {
+			return graph.DotGeneral(x, []int{s.lhsC}, nil, y, []int{s.rhsC}, nil)
+		}
+		for _, be := range benchBackends() {
+			b.Run(s.name+"/"+be.name, func(b *testing.B) {
+				benchmarkExec(b, be.backend, fn, mustClone(lhs), mustClone(rhs))
+				flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkResidualBlocks times forward and backward (input and both kernels) of two
+// ResNet basic blocks, 3x3 convolutions of 64 channels on 8x28x28x64, float32.
+func BenchmarkResidualBlocks(b *testing.B) {
+	x := float32Tensor(gradcheck.Uniform(1, 8, 28, 28, 64))
+	k := float32Tensor(gradcheck.Uniform(2, 3, 3, 64, 64))
+	fn := func(x, k *graph.Node) []*graph.Node {
+		k2 := graph.MulScalar(k, 0.5)
+		loss := graph.ReduceAllSum(graph.Square(residualBlocks(x, k, k2)))
+		return graph.Gradient(loss, x, k)
+	}
+	// 4 convolutions, each a forward and two gradient products of 8*28*28 x 576 x 64.
+	flops := 4 * 3 * 2 * float64(8*28*28*576*64)
+	for _, be := range benchBackends() {
+		b.Run(be.name, func(b *testing.B) {
+			benchmarkExec(b, be.backend, fn, mustClone(x), mustClone(k))
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "matmul-GFLOP/s")
 		})
 	}
 }
