@@ -217,3 +217,54 @@ func ceilCount(size float64) int {
 	}
 	return int(math.Ceil(size))
 }
+
+// AxisWeights writes the RoI's pooling as two matrices, so that a model can
+// pool with two matrix products: the pooled value of bin (i, j) is
+// sum over y, x of wy[i*h+y] * wx[j*w+x] * feature[y, x]. wy must hold
+// OutH*h values and wx OutW*w; both are overwritten. Pool computes the same
+// numbers (it is the same sampling, factored per axis: the validity of a
+// sample and its bilinear weights are products of a row and a column part).
+// The error reports sizes that do not agree.
+func (r RoIAlign) AxisWeights(wy, wx []float32, h, w int, roi Box) error {
+	if r.OutH <= 0 || r.OutW <= 0 || h <= 0 || w <= 0 {
+		return fmt.Errorf("roi align: output %dx%d on a %dx%d map: all must be positive",
+			r.OutH, r.OutW, h, w)
+	}
+	if len(wy) != r.OutH*h || len(wx) != r.OutW*w {
+		return fmt.Errorf("roi align: weights of %d and %d values, want %d and %d",
+			len(wy), len(wx), r.OutH*h, r.OutW*w)
+	}
+	offset := 0.0
+	if r.Aligned {
+		offset = 0.5
+	}
+	x0 := roi.X1*r.SpatialScale - offset
+	y0 := roi.Y1*r.SpatialScale - offset
+	roiW := roi.X2*r.SpatialScale - offset - x0
+	roiH := roi.Y2*r.SpatialScale - offset - y0
+	if !r.Aligned {
+		roiW, roiH = math.Max(roiW, 1), math.Max(roiH, 1)
+	}
+	binW, binH := roiW/float64(r.OutW), roiH/float64(r.OutH)
+	gridW, gridH := r.SamplingRatio, r.SamplingRatio
+	if r.SamplingRatio <= 0 {
+		gridW, gridH = ceilCount(binW), ceilCount(binH)
+	}
+
+	clear(wy)
+	clear(wx)
+	var taps []tap
+	for i := range r.OutH {
+		taps = axisTaps(taps[:0], y0+float64(i)*binH, binH, gridH, h)
+		for _, t := range taps {
+			wy[i*h+t.at] += t.weight / float32(max(gridH, 1))
+		}
+	}
+	for j := range r.OutW {
+		taps = axisTaps(taps[:0], x0+float64(j)*binW, binW, gridW, w)
+		for _, t := range taps {
+			wx[j*w+t.at] += t.weight / float32(max(gridW, 1))
+		}
+	}
+	return nil
+}

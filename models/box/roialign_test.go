@@ -335,3 +335,50 @@ func BenchmarkRoIAlign(b *testing.B) {
 		}
 	}
 }
+
+// The factored weights pool exactly what Pool pools.
+func TestAxisWeightsMatchPool(t *testing.T) {
+	const h, w, c = 14, 14, 3
+	feature := make([]float32, h*w*c)
+	for i := range feature {
+		feature[i] = float32((i*7919)%101) / 17
+	}
+	rois := []Box{{10, 20, 120, 200}, {-30, -10, 40, 30}, {200, 200, 260, 250},
+		{100, 100, 101, 101}, {0, 0, 224, 224}}
+	for _, r := range []RoIAlign{DefaultRoIAlign(),
+		{OutH: 7, OutW: 5, SamplingRatio: 1, SpatialScale: 1.0 / 16},
+		{OutH: 4, OutW: 4, SamplingRatio: 0, SpatialScale: 1.0 / 16, Aligned: true}} {
+		want := make([]float32, len(rois)*r.OutH*r.OutW*c)
+		if err := r.Pool(want, feature, h, w, c, rois); err != nil {
+			t.Fatal(err)
+		}
+		wy, wx := make([]float32, r.OutH*h), make([]float32, r.OutW*w)
+		for n, roi := range rois {
+			if err := r.AxisWeights(wy, wx, h, w, roi); err != nil {
+				t.Fatal(err)
+			}
+			for i := range r.OutH {
+				for j := range r.OutW {
+					for k := range c {
+						var got float64
+						for y := range h {
+							for x := range w {
+								got += float64(wy[i*h+y]) * float64(wx[j*w+x]) *
+									float64(feature[(y*w+x)*c+k])
+							}
+						}
+						at := ((n*r.OutH+i)*r.OutW+j)*c + k
+						if math.Abs(got-float64(want[at])) > 1e-4 {
+							t.Fatalf("%+v roi %v bin (%d,%d,%d): factored %v, Pool %v",
+								r, roi, i, j, k, got, want[at])
+						}
+					}
+				}
+			}
+		}
+	}
+	if err := DefaultRoIAlign().AxisWeights(make([]float32, 3), make([]float32, 98), 14, 14,
+		Box{}); err == nil {
+		t.Error("short weights accepted")
+	}
+}
