@@ -1,0 +1,126 @@
+package net
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/maskwatch/maskwatch/models/backend"
+)
+
+// small is conv, batch norm, hard-swish and a residual: enough to see
+// batch statistics and their recalibration.
+func small(t *testing.T) *Net {
+	t.Helper()
+	b := NewBuilder()
+	x := b.Input("image", 3)
+	y := b.Conv("conv", x, 8, 3, 2, 1, false)
+	y = b.BN("bn", y)
+	y = b.Act("act", y, HardSwish)
+	z := b.BN("bn2", b.Depthwise("dw", y, 3, 1))
+	b.Output(b.Add("sum", y, z))
+	n, err := b.Net()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestBuilderKeepsTheFirstMistake(t *testing.T) {
+	b := NewBuilder()
+	x := b.Input("image", 3)
+	b.Conv("conv", x, 8, 3, 1, 2, false) // 2 groups do not divide 3 inputs
+	b.Act("act", x, Add)
+	if _, err := b.Net(); err == nil || !strings.Contains(err.Error(), "groups") {
+		t.Fatalf("got %v, want the group count error", err)
+	}
+	b = NewBuilder()
+	x = b.Input("image", 3)
+	b.Conv("same", x, 4, 1, 1, 1, false)
+	b.Conv("same", x, 4, 1, 1, 1, false)
+	if _, err := b.Net(); err == nil || !strings.Contains(err.Error(), "two layers named") {
+		t.Fatalf("got %v, want the duplicate name error", err)
+	}
+}
+
+// After a recalibration on a batch, inference (running statistics) gives
+// what training mode (batch statistics) gives on that batch.
+func TestRecalibrationMatchesBatchStatistics(t *testing.T) {
+	be, err := backend.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := small(t)
+	ctx := context.New()
+	if err := n.Init(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(n.BatchNormLayers()); got != 2 {
+		t.Fatalf("%d batch-norm layers, want 2", got)
+	}
+	const batch, side = 4, 8
+	images := make([]float32, batch*side*side*3)
+	for i := range images {
+		images[i] = float32(math.Sin(float64(i)*0.37))*2 + 0.5
+	}
+	input := tensors.FromFlatDataAndDimensions(images, batch, side, side, 3)
+	run := func(fn func(ctx *context.Context, x *graph.Node) []*graph.Node) []*tensors.Tensor {
+		e, err := context.NewExec(be, ctx, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := e.Exec(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	stats := run(func(ctx *context.Context, x *graph.Node) []*graph.Node {
+		_, s := n.ApplyWithStatistics(ctx, x)
+		return []*graph.Node{s}
+	})
+	if d := stats[0].Shape().Dimensions; len(d) != 2 || d[0] != 2 || d[1] != 16 {
+		t.Fatalf("statistics of shape %v, want [2 16]", d)
+	}
+	r := n.NewRecalibration()
+	if err := r.Add(stats[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(tensors.FromFlatDataAndDimensions(make([]float32, 6), 2, 3)); err == nil {
+		t.Error("statistics of the wrong size were accepted")
+	}
+	outputs := func(mode Mode) []float32 {
+		out := run(func(ctx *context.Context, x *graph.Node) []*graph.Node {
+			return n.Apply(ctx, mode, x)
+		})
+		v, err := tensors.CopyFlatData[float32](out[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	want := outputs(TrainingFrozen)
+	before := outputs(Inference)
+	if err := r.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := outputs(Inference)
+	gap := func(a, b []float32) float64 {
+		worst := 0.0
+		for i := range a {
+			worst = max(worst, math.Abs(float64(a[i]-b[i])))
+		}
+		return worst
+	}
+	if g := gap(before, want); g < 0.1 {
+		t.Fatalf("initial running statistics already match the batch (gap %g): "+
+			"the test shows nothing", g)
+	}
+	if g := gap(after, want); g > 1e-4 {
+		t.Errorf("after recalibration inference differs from training mode by %g", g)
+	}
+}
