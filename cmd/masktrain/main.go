@@ -1,9 +1,11 @@
 // Command masktrain is the desktop side of maskwatch: it explores the face-mask
-// data sets, and will train, evaluate and export the detector.
+// data sets, trains and evaluates the detector.
 //
 // Usage:
 //
 //	masktrain eda --data DIR [--data DIR ...] --out DIR [flags]
+//	masktrain train --backbone resnet50|mobilenetv3 --data DIR [--val DIR] --out DIR [flags]
+//	masktrain eval --model PATH --data DIR [--json] [flags]
 //	masktrain help [COMMAND]
 //	masktrain --version
 //
@@ -47,6 +49,8 @@ Usage:
 
 Commands:
   eda      report on data sets: counts, box statistics, samples, problems (HTML)
+  train    train the Faster R-CNN detector from scratch (ResNet50 or MobileNetV3)
+  eval     measure a model on a data set: accuracy, IoU, mAP, predictions
   help     show this text, or a command's flags: masktrain help eda
 
 Flags:
@@ -74,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "eda":
 		return runEDA(ctx, args[1:], stdout, stderr)
+	case "train":
+		return runTrain(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return runEval(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		return runHelp(args[1:], stdout, stderr)
 	case "--version", "version":
@@ -94,6 +102,14 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 	case "eda":
 		fs, _ := edaFlags()
 		printCommandUsage(stdout, fs, edaUsage)
+		return exitOK
+	case "train":
+		fs, _ := trainFlags()
+		printCommandUsage(stdout, fs, trainUsage)
+		return exitOK
+	case "eval":
+		fs, _ := evalFlags()
+		printCommandUsage(stdout, fs, evalUsage)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "%s help: unknown command %q: run '%s help' for the list\n",
@@ -217,8 +233,12 @@ func (o *edaOptions) config() (eda.Config, error) {
 }
 
 func usageError(stderr io.Writer, err error) int {
-	fmt.Fprintf(stderr, "%s eda: %v\nRun '%s help eda' for the flags.\n",
-		programName, err, programName)
+	return commandUsageError(stderr, "eda", err)
+}
+
+func commandUsageError(stderr io.Writer, command string, err error) int {
+	fmt.Fprintf(stderr, "%s %s: %v\nRun '%s help %s' for the flags.\n",
+		programName, command, err, programName, command)
 	return exitUsage
 }
 
