@@ -2,7 +2,9 @@ package backend
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"sync"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/simplego"
@@ -39,7 +41,7 @@ const noBLASOption = "noblas"
 // (no worker limit) is added when it sets none of parallelism, ops_sequential or ops_parallel,
 // and that the option "noblas" is taken out: it keeps simplego's matrix product instead of
 // OpenBLAS's (see the package documentation).
-// simplego prints one line to stdout when the parallelism is set.
+// simplego's own line about the parallelism is kept off stdout, where commands print results.
 func New(config string) (backends.Backend, error) {
 	useBLAS := true
 	var options []string
@@ -61,7 +63,7 @@ func New(config string) (backends.Backend, error) {
 			config += "," + defaultParallelism
 		}
 	}
-	inner, err := simplego.New(config)
+	inner, err := newSimplego(config)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: configuration %q: %w", Name, config, err)
 	}
@@ -134,3 +136,23 @@ type Builder struct {
 
 // Compile-time check that Builder implements backends.Builder.
 var _ backends.Builder = (*Builder)(nil)
+
+// stdoutMu serialises the swaps of os.Stdout in newSimplego.
+var stdoutMu sync.Mutex
+
+// newSimplego calls simplego.New with stdout pointed at the null device:
+// simplego prints a line there when the parallelism is set, and the
+// commands print JSON results on stdout.
+func newSimplego(config string) (backends.Backend, error) {
+	stdoutMu.Lock()
+	defer stdoutMu.Unlock()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return simplego.New(config)
+	}
+	defer null.Close()
+	saved := os.Stdout
+	os.Stdout = null
+	defer func() { os.Stdout = saved }()
+	return simplego.New(config)
+}

@@ -79,6 +79,6 @@
 // inserted zeros; depthwise convolutions do not use matrix products and gain nothing from
 // OpenBLAS.
 // simplego's default worker limit deadlocks when several matrix products of a graph run at
-// once, so New adds "parallelism=-1" unless the configuration sets parallelism, and simplego
-// then prints one line to stdout.
+// once, so New adds "parallelism=-1" unless the configuration sets parallelism (simplego's
+// line saying so is sent to the null device, off the commands' stdout).
 package backend

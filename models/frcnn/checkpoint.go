@@ -142,26 +142,46 @@ func Load(path string, backend backends.Backend) (*Model, Meta, error) {
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("checkpoint: %w", err)
 	}
+	return Decode(raw, path, backend)
+}
+
+// Decode is Load of a checkpoint already in memory; name says where it came
+// from in errors.
+func Decode(raw []byte, name string, backend backends.Backend) (*Model, Meta, error) {
 	header, data, err := parseCheckpoint(raw)
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("checkpoint %s: %w", path, err)
+		return nil, Meta{}, fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	ctx := context.New()
 	for _, cv := range header.Variables {
 		value, err := cv.tensor(data)
 		if err != nil {
-			return nil, Meta{}, fmt.Errorf("checkpoint %s: %w: %w", path, ErrNotCheckpoint, err)
+			return nil, Meta{}, fmt.Errorf("checkpoint %s: %w: %w", name, ErrNotCheckpoint, err)
 		}
 		ctx.InAbsPath(cv.Scope).VariableWithValue(cv.Name, value).SetTrainable(cv.Trainable)
 	}
 	m, err := newModel(header.Config, backend, ctx)
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("checkpoint %s: %w", path, err)
+		return nil, Meta{}, fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	if err := m.checkWeights(); err != nil {
-		return nil, Meta{}, fmt.Errorf("checkpoint %s: %w: %w", path, ErrNotCheckpoint, err)
+		return nil, Meta{}, fmt.Errorf("checkpoint %s: %w: %w", name, ErrNotCheckpoint, err)
 	}
 	return m, header.Meta, nil
+}
+
+// LoadMeta reads a checkpoint's config and metadata, checking its sha256,
+// without building the model.
+func LoadMeta(path string) (Config, Meta, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, Meta{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	header, _, err := parseCheckpoint(raw)
+	if err != nil {
+		return Config{}, Meta{}, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return header.Config, header.Meta, nil
 }
 
 func parseCheckpoint(raw []byte) (checkpointHeader, []byte, error) {
