@@ -96,6 +96,11 @@ var convCases = []convCase{
 	{n: 1, h: 5, w: 5, cin: 3, cout: 6, kh: 3, kw: 3, stride: 1, dilation: 1, groups: 3},
 	{n: 1, h: 3, w: 3, cin: 2, cout: 2, kh: 5, kw: 5, stride: 1, dilation: 1, groups: 1,
 		pad: [2][2]int{{2, 2}, {2, 2}}},
+	// TensorFlow's SAME at stride 2 on even sizes: the odd cell of padding after.
+	{n: 1, h: 6, w: 4, cin: 3, cout: 2, kh: 3, kw: 3, stride: 2, dilation: 1, groups: 1,
+		pad: [2][2]int{{0, 1}, {0, 1}}},
+	{n: 2, h: 8, w: 6, cin: 4, cout: 4, kh: 5, kw: 5, stride: 2, dilation: 1, groups: 4,
+		pad: [2][2]int{{1, 2}, {1, 2}}},
 }
 
 func TestConvGeneralMatchesReference(t *testing.T) {

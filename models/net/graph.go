@@ -214,7 +214,8 @@ func (n *Net) layer(scope *context.Context, l Layer, x *graph.Node,
 	switch l.Op {
 	case Conv:
 		w := scope.InspectVariableInScope(VarWeights).ValueGraph(g)
-		conv := graph.Convolve(x, w).StridePerAxis(l.Stride, l.Stride).PadSame()
+		conv := graph.Convolve(x, w).StridePerAxis(l.Stride, l.Stride).
+			PaddingPerDim(samePadding(x, l.Kernel, l.Stride))
 		if l.Groups > 1 {
 			conv = conv.ChannelGroupCount(l.Groups).DilationPerAxis(1, 1)
 		}
@@ -237,7 +238,8 @@ func (n *Net) layer(scope *context.Context, l Layer, x *graph.Node,
 	case GlobalAvgPool:
 		return graph.ReduceAndKeep(x, graph.ReduceMean, 1, 2)
 	case MaxPool:
-		return graph.MaxPool(x).Window(l.Kernel).Strides(l.Stride).PadSame().Done()
+		return graph.MaxPool(x).Window(l.Kernel).Strides(l.Stride).
+			PaddingPerDim(samePadding(x, l.Kernel, l.Stride)).Done()
 	case Upsample2x:
 		d := x.Shape().Dimensions
 		y := graph.Reshape(x, d[0], d[1], 1, d[2], 1, d[3])
@@ -251,6 +253,22 @@ func (n *Net) layer(scope *context.Context, l Layer, x *graph.Node,
 		return graph.Add(y, perChannel(scope.InspectVariableInScope(VarBias).ValueGraph(g), y))
 	}
 	panic(fmt.Sprintf("net: layer %q: cannot apply %s", l.Name, l.Op))
+}
+
+// samePadding is TensorFlow's SAME padding of x [N,H,W,C] for a k x k
+// window at stride s, which TFLite's CONV_2D, DEPTHWISE_CONV_2D and
+// MAX_POOL_2D apply: the output has ceil(in/s) cells, and of the padding
+// that takes, the odd cell goes after. (GoMLX's PadSame puts (k-1)/2 before
+// whatever the stride, one cell off TensorFlow's for stride 2 on even sizes.)
+func samePadding(x *graph.Node, k, s int) [][2]int {
+	d := x.Shape().Dimensions
+	pads := make([][2]int, 2)
+	for i, in := range d[1:3] {
+		out := (in + s - 1) / s
+		total := max((out-1)*s+k-in, 0)
+		pads[i] = [2]int{total / 2, total - total/2}
+	}
+	return pads
 }
 
 // perChannel broadcasts a [C] vector to y's shape, C being y's last axis.

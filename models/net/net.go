@@ -5,8 +5,9 @@
 //
 // A network is built with a Builder, layer by layer, each layer naming the
 // layers it reads. Tensors are NHWC (batch, height, width, channels);
-// convolutions pad like TensorFlow's SAME, which TFLite's CONV_2D and
-// DEPTHWISE_CONV_2D share, so no explicit padding layers are needed.
+// convolutions and pooling pad like TensorFlow's SAME (an odd cell of
+// padding goes after), as TFLite's CONV_2D, DEPTHWISE_CONV_2D and
+// MAX_POOL_2D do, so no explicit padding layers are needed.
 package net
 
 import (

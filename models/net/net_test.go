@@ -124,3 +124,51 @@ func TestRecalibrationMatchesBatchStatistics(t *testing.T) {
 		t.Errorf("after recalibration inference differs from training mode by %g", g)
 	}
 }
+
+// A stride-2 convolution of an even-sized input pads as TensorFlow's SAME:
+// nothing before, one cell after, so TFLite computes the same cells.
+func TestConvPadsLikeTensorFlowSame(t *testing.T) {
+	be, err := backend.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBuilder()
+	x := b.Input("image", 1)
+	b.Output(b.Conv("conv", x, 1, 3, 2, 1, false))
+	n, err := b.Net()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.New()
+	if err := n.Init(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	ones := []float32{1, 1, 1, 1, 1, 1, 1, 1, 1}
+	In(ctx, "conv").InspectVariableInScope(VarWeights).MustSetValue(
+		tensors.FromFlatDataAndDimensions(ones, 3, 3, 1, 1))
+	input := make([]float32, 16)
+	for i := range input {
+		input[i] = float32(i + 1) // row-major 4 x 4: 1..16
+	}
+	e, err := context.NewExec(be, ctx, func(ctx *context.Context, x *graph.Node) *graph.Node {
+		return n.Apply(ctx, Inference, x)[0]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.Exec(tensors.FromFlatDataAndDimensions(input, 1, 4, 4, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tensors.CopyFlatData[float32](out[0])
+	// Windows start at rows/columns 0 and 2; the one past the edge is zero.
+	want := []float32{
+		1 + 2 + 3 + 5 + 6 + 7 + 9 + 10 + 11, 3 + 4 + 7 + 8 + 11 + 12,
+		9 + 10 + 11 + 13 + 14 + 15, 11 + 12 + 15 + 16,
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+}
