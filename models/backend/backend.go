@@ -33,6 +33,10 @@ type Backend struct {
 // Compile-time check that Backend implements backends.Backend.
 var _ backends.Backend = (*Backend)(nil)
 
+// fastOpsEnvVar, set to "off", keeps simplego's own executors for the operations of
+// fastops.go (to compare speeds).
+const fastOpsEnvVar = "MASKWATCH_FASTOPS"
+
 // noBLASOption, in the configuration, keeps simplego's own DotGeneral for this backend.
 const noBLASOption = "noblas"
 
@@ -73,6 +77,12 @@ func New(config string) (backends.Backend, error) {
 			"this package was written for GoMLX v0.26.0", Name, inner)
 	}
 	b := &Backend{Backend: goBackend}
+	if os.Getenv(fastOpsEnvVar) != "off" {
+		if err := installFastOps(); err != nil {
+			return nil, err
+		}
+		fastBackends.Store(goBackend, true)
+	}
 	if useBLAS && blasInstalled.Load() {
 		blasBackends.Store(goBackend, true)
 		b.blas = true
@@ -87,6 +97,7 @@ func (b *Backend) UsesBLAS() bool { return b.blas }
 // Finalize releases the backend.
 func (b *Backend) Finalize() {
 	blasBackends.Delete(b.Backend)
+	fastBackends.Delete(b.Backend)
 	b.Backend.Finalize()
 }
 

@@ -132,25 +132,9 @@ func checkSimplegoLayout() error {
 		return fmt.Errorf("simplego.nodeExecutors[OpTypeDotGeneral] is not simplego.execDotGeneral " +
 			"(the table or its element type changed)")
 	}
-
-	nodeType := reflect.TypeFor[simplego.Node]()
-	for _, f := range []struct {
-		name  string
-		index *int
-		want  reflect.Type
-	}{
-		{"opType", &sgNodeFields.opType, reflect.TypeFor[backends.OpType]()},
-		{"inputs", &sgNodeFields.inputs, reflect.TypeFor[[]*simplego.Node]()},
-		{"shape", &sgNodeFields.shape, reflect.TypeFor[shapes.Shape]()},
-		{"data", &sgNodeFields.data, reflect.TypeFor[any]()},
-	} {
-		field, ok := nodeType.FieldByName(f.name)
-		if !ok || field.Type != f.want || len(field.Index) != 1 {
-			return fmt.Errorf("simplego.Node has no field %s of type %s", f.name, f.want)
-		}
-		*f.index = field.Index[0]
+	if err := checkNodeLayout(); err != nil {
+		return err
 	}
-
 	// Build lhs [2,3,4] · rhs [2,5,4], batch axis 0, contracting axis 2 on both.
 	goBackend, err := simplego.New("")
 	if err != nil {
@@ -236,6 +220,29 @@ func checkSimplegoLayout() error {
 	}
 	if got := dotOutputShape(p); !got.Equal(wantShape) {
 		return fmt.Errorf("simplego's dotGeneralNodeData gives shape %s, want %s", got, wantShape)
+	}
+	return nil
+}
+
+// checkNodeLayout finds the fields of simplego.Node that the executors of this package read
+// (sgNodeFields), checking their types.
+func checkNodeLayout() error {
+	nodeType := reflect.TypeFor[simplego.Node]()
+	for _, f := range []struct {
+		name  string
+		index *int
+		want  reflect.Type
+	}{
+		{"opType", &sgNodeFields.opType, reflect.TypeFor[backends.OpType]()},
+		{"inputs", &sgNodeFields.inputs, reflect.TypeFor[[]*simplego.Node]()},
+		{"shape", &sgNodeFields.shape, reflect.TypeFor[shapes.Shape]()},
+		{"data", &sgNodeFields.data, reflect.TypeFor[any]()},
+	} {
+		field, ok := nodeType.FieldByName(f.name)
+		if !ok || field.Type != f.want || len(field.Index) != 1 {
+			return fmt.Errorf("simplego.Node has no field %s of type %s", f.name, f.want)
+		}
+		*f.index = field.Index[0]
 	}
 	return nil
 }
