@@ -16,7 +16,7 @@ import (
 
 // overfitImages reads the first n 224 px crops of proper-mask/train,
 // normalised, with their truths.
-func overfitImages(t *testing.T, cfg Config, n int) ([]float32, []Truth) {
+func overfitImages(t testing.TB, cfg Config, n int) ([]float32, []Truth) {
 	t.Helper()
 	set, err := dataset.ReadFileNames(fixture.Path(t, "proper-mask", "train"), dataset.Options{})
 	if err != nil {

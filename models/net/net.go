@@ -291,3 +291,41 @@ func (n *Net) Params() int {
 	}
 	return total
 }
+
+// MACs counts the multiply-accumulates of one forward pass of the
+// convolutions and dense layers for one h x w input (every input of the net
+// that size). Sizes follow SAME padding: a stride-s layer outputs
+// ceil(in/s) cells a side. Training costs about three times as much: the
+// forward pass and the two products of each layer's gradient.
+func (n *Net) MACs(h, w int) int64 {
+	type size struct{ h, w int }
+	sizes := make([]size, len(n.Layers))
+	var total int64
+	for i, l := range n.Layers {
+		var in size
+		if len(l.Inputs) > 0 {
+			in = sizes[l.Inputs[0]]
+		}
+		switch l.Op {
+		case Input:
+			sizes[i] = size{h, w}
+		case Conv, MaxPool:
+			s := max(l.Stride, 1)
+			sizes[i] = size{(in.h + s - 1) / s, (in.w + s - 1) / s}
+		case GlobalAvgPool, Flatten, Dense:
+			sizes[i] = size{1, 1}
+		case Upsample2x:
+			sizes[i] = size{2 * in.h, 2 * in.w}
+		default:
+			sizes[i] = in
+		}
+		switch l.Op {
+		case Conv:
+			c := n.Layers[l.Inputs[0]].Channels
+			total += int64(sizes[i].h*sizes[i].w) * int64(l.Kernel*l.Kernel*c/l.Groups*l.Channels)
+		case Dense:
+			total += int64(n.Layers[l.Inputs[0]].Channels * l.Channels)
+		}
+	}
+	return total
+}

@@ -172,3 +172,29 @@ func TestConvPadsLikeTensorFlowSame(t *testing.T) {
 		}
 	}
 }
+
+// The backbones cost what their papers say at 224 x 224: torchvision lists
+// 4.09 GMACs for ResNet50 and 0.217 for MobileNetV3-Large, classifiers
+// included (2.0M and 2.5M of them), which these backbones leave out.
+func TestBackboneMACs(t *testing.T) {
+	for _, c := range []struct {
+		backbone Backbone
+		want     float64
+	}{{ResNet50, 4.09e9 - 2.0e6}, {MobileNetV3Large, 0.217e9 - 2.5e6}} {
+		b := NewBuilder()
+		x := b.Input("image", 3)
+		features, err := c.backbone.Describe(b, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Output(features.C5)
+		n, err := b.Net()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := float64(n.MACs(224, 224))
+		if math.Abs(got-c.want) > 0.03*c.want {
+			t.Errorf("%s: %.4g MACs at 224 px, want %.4g within 3%%", c.backbone, got, c.want)
+		}
+	}
+}
