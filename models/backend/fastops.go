@@ -535,17 +535,31 @@ func gatherRun(dst, src []float32, n, stride int) {
 	}
 }
 
+// gatherInto fills a new buffer of the node's shape with operand values read at base plus,
+// per output axis, the element strides src (0 repeats a value).
+func gatherInto(backend *simplego.Backend, node *simplego.Node, operand []float32, base int,
+	src []int) (*simplego.Buffer, error) {
+	outShape := nodeShape(node)
+	out, outFlat, err := newOutput(backend, outShape)
+	if err != nil {
+		return nil, err
+	}
+	dims := outShape.Dimensions
+	l := newStridedLoop(dims, rowMajorStrides(dims), src)
+	n, s := l.inner()
+	operand = operand[base:]
+	l.parallel(len(outFlat), func(o []int) {
+		gatherRun(outFlat[o[0]:], operand[o[1]:], n, s[1])
+	})
+	return out, nil
+}
+
 // fastSlice is the executor of Slice.
 func fastSlice(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer,
 	inputsOwned []bool) (*simplego.Buffer, error) {
 	flats, ins, ok := fastInputs(backend, inputs)
 	if !ok {
 		return fastFallback[backends.OpTypeSlice](backend, node, inputs, inputsOwned)
-	}
-	outShape := nodeShape(node)
-	out, outFlat, err := newOutput(backend, outShape)
-	if err != nil {
-		return nil, err
 	}
 	starts, steps := readSliceParams(node)
 	src := rowMajorStrides(ins[0].Dimensions)
@@ -554,17 +568,11 @@ func fastSlice(backend *simplego.Backend, node *simplego.Node, inputs []*simpleg
 		base += starts[a] * src[a]
 		src[a] *= steps[a]
 	}
-	operand := flats[0][base:]
-	dims := outShape.Dimensions
-	l := newStridedLoop(dims, rowMajorStrides(dims), src)
-	n, s := l.inner()
-	l.parallel(len(outFlat), func(o []int) {
-		gatherRun(outFlat[o[0]:], operand[o[1]:], n, s[1])
-	})
-	return out, nil
+	return gatherInto(backend, node, flats[0], base, src)
 }
 
-// fastBroadcastInDim is the executor of BroadcastInDim.
+// fastBroadcastInDim is the executor of BroadcastInDim: operand axis k becomes output axis
+// axes[k]; the other output axes repeat it.
 func fastBroadcastInDim(backend *simplego.Backend, node *simplego.Node,
 	inputs []*simplego.Buffer, inputsOwned []bool) (*simplego.Buffer, error) {
 	flats, ins, ok := fastInputs(backend, inputs)
@@ -572,12 +580,7 @@ func fastBroadcastInDim(backend *simplego.Backend, node *simplego.Node,
 	if !ok || len(axes) != ins[0].Rank() {
 		return fastFallback[backends.OpTypeBroadcastInDim](backend, node, inputs, inputsOwned)
 	}
-	outShape := nodeShape(node)
-	out, outFlat, err := newOutput(backend, outShape)
-	if err != nil {
-		return nil, err
-	}
-	dims := outShape.Dimensions
+	dims := nodeShape(node).Dimensions
 	src := make([]int, len(dims))
 	operandStrides := rowMajorStrides(ins[0].Dimensions)
 	for k, a := range axes {
@@ -585,13 +588,7 @@ func fastBroadcastInDim(backend *simplego.Backend, node *simplego.Node,
 			src[a] = operandStrides[k]
 		}
 	}
-	l := newStridedLoop(dims, rowMajorStrides(dims), src)
-	n, s := l.inner()
-	operand := flats[0]
-	l.parallel(len(outFlat), func(o []int) {
-		gatherRun(outFlat[o[0]:], operand[o[1]:], n, s[1])
-	})
-	return out, nil
+	return gatherInto(backend, node, flats[0], 0, src)
 }
 
 // fastTranspose is the executor of Transpose: output axis i is operand axis perm[i].
@@ -602,24 +599,12 @@ func fastTranspose(backend *simplego.Backend, node *simplego.Node, inputs []*sim
 	if !ok || len(perm) != ins[0].Rank() {
 		return fastFallback[backends.OpTypeTranspose](backend, node, inputs, inputsOwned)
 	}
-	outShape := nodeShape(node)
-	out, outFlat, err := newOutput(backend, outShape)
-	if err != nil {
-		return nil, err
-	}
 	operandStrides := rowMajorStrides(ins[0].Dimensions)
 	src := make([]int, len(perm))
 	for i, p := range perm {
 		src[i] = operandStrides[p]
 	}
-	dims := outShape.Dimensions
-	l := newStridedLoop(dims, rowMajorStrides(dims), src)
-	n, s := l.inner()
-	operand := flats[0]
-	l.parallel(len(outFlat), func(o []int) {
-		gatherRun(outFlat[o[0]:], operand[o[1]:], n, s[1])
-	})
-	return out, nil
+	return gatherInto(backend, node, flats[0], 0, src)
 }
 
 // fastReduce is the executor of ReduceSum and ReduceMax. It walks the operand in order and
