@@ -16,8 +16,10 @@ stable_pkgs=(
   xvfb xauth x11-utils imagemagick
   chromium fonts-dejavu-core
 )
-# Packages taken from sid (see the pin below).
-sid_pkgs=(libtensorflow-lite-dev)
+# Packages taken from sid (see the pin below): TFLite 2.14.1, and Arm NN's TFLite
+# parser with its CpuRef backend, which tests use as an independent reader of the
+# TFLite files maskwatch writes.
+sid_pkgs=(libtensorflow-lite-dev libarmnntfliteparser-dev libarmnn-cpuref-backend33)
 
 sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
