@@ -15,6 +15,7 @@ stable_pkgs=(
   libopencv-dev libopenblas-dev ffmpeg
   xvfb xauth x11-utils imagemagick
   chromium fonts-dejavu-core
+  mosquitto mosquitto-clients gstreamer1.0-plugins-base
 )
 # Packages taken from sid (see the pin below): TFLite 2.14.1, and Arm NN's TFLite
 # parser with its CpuRef backend, which tests use as an independent reader of the
