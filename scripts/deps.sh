@@ -16,6 +16,8 @@ stable_pkgs=(
   xvfb xauth x11-utils imagemagick
   chromium fonts-dejavu-core
   mosquitto mosquitto-clients gstreamer1.0-plugins-base
+  # cross/: arm64 cross compilers, qemu-aarch64 to run what they build, file
+  gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user file debian-archive-keyring
 )
 # Packages taken from sid (see the pin below): TFLite 2.14.1, and Arm NN's TFLite
 # parser with its CpuRef backend, which tests use as an independent reader of the
