@@ -1,0 +1,5 @@
+//go:build !cgo
+
+package jpegenc
+
+func newNative() Encoder { return nil }
