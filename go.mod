@@ -5,7 +5,11 @@ go 1.26.0
 require (
 	github.com/chromedp/chromedp v0.23.1
 	github.com/gomlx/gomlx v0.26.0
+	github.com/google/flatbuffers v23.5.26+incompatible
+	github.com/mattn/go-tflite v1.0.2
 	github.com/spf13/pflag v1.1.0
+	github.com/x448/float16 v0.8.4
+	gocv.io/x/gocv v0.31.0
 	golang.org/x/image v0.48.0
 	gonum.org/v1/plot v0.17.0
 )
@@ -21,12 +25,8 @@ require (
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
-	github.com/google/flatbuffers v23.5.26+incompatible // indirect
 	github.com/mattn/go-pointer v0.0.1 // indirect
-	github.com/mattn/go-tflite v1.0.2 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/x448/float16 v0.8.4 // indirect
-	gocv.io/x/gocv v0.31.0 // indirect
 	golang.org/x/exp v0.0.0-20250819193227-8b4c13bb791b // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
