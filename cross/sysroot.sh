@@ -119,8 +119,8 @@ plan() {
   mkdir -p "$base/bin"
   # A host tool: whatever target the caller builds for is not this one's.
   (cd "$here" && env -u GOOS -u GOARCH -u CC -u CXX CGO_ENABLED=0 \
-    go build -o "$base/bin/debplan" ./cross/debplan) ||
-    die "building cross/debplan failed"
+    go build -o "$base/bin/" ./cross/debplan ./cross/elfneeds) ||
+    die "building cross/debplan and cross/elfneeds failed"
   # shellcheck disable=SC2046
   "$base/bin/debplan" --roots "$roots" --dev "$dev_prefixes" $(indexes) \
     >"$base/plan.tsv.new" || die "no consistent package set (see above)"
@@ -202,6 +202,11 @@ unpack() {
   [ -e "$new/usr/lib/$triplet/libtensorflow-lite.so" ] ||
     die "libtensorflow-lite.so missing from the sysroot after unpacking"
   [ -e "$new/lib/ld-linux-aarch64.so.1" ] || die "the arm64 loader is missing from the sysroot"
+  # Every library a maskwatch build links must find all it needs in here.
+  "$base/bin/elfneeds" --root "$new" --triplet "$triplet" \
+    "usr/lib/$triplet/libtensorflow-lite.so" "usr/lib/$triplet/libopencv_*.so.4*[0-9]" \
+    "usr/lib/$triplet/libopenblas.so.0" "usr/lib/$triplet/libstdc++.so.6" >&2 ||
+    die "the sysroot lacks libraries (above): cross/debplan's choice needs fixing"
 
   echo "$stamp" >"$new/.complete"
   rm -rf "$sysroot.old"

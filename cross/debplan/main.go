@@ -13,8 +13,9 @@
 // several indexes may share a suite name (bookworm, bookworm-updates and
 // bookworm-security as "bookworm"). Only packages in the named sections, the
 // development packages whose names start with a --dev prefix, and the roots
-// are kept, each with its dependencies: a sysroot needs libraries and their
-// headers, not programs or data.
+// are kept, each with its dependencies, and so are packages named as shared
+// libraries are (libNAME followed by a version digit) whatever their section:
+// a sysroot needs libraries and their headers, not programs or data.
 //
 // Output, one package a line, sorted by name, tab-separated:
 // NAME VERSION ARCH SUITE DEBFILE SIZE. Exit status: 0 success, 1 failure,
@@ -78,6 +79,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return true
 			}
 		}
+		if libraryName(p.Name) {
+			return true // a library filed in another section (libpthreadpool0)
+		}
 		if section != "libdevel" {
 			return false
 		}
@@ -109,6 +113,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// libraryName reports whether name follows Debian's naming of shared
+// library packages: "lib", the library's name, its soname version
+// (libstdc++6, libopencv-core406, libpthreadpool0).
+func libraryName(name string) bool {
+	last := name[len(name)-1]
+	return strings.HasPrefix(name, "lib") && last >= '0' && last <= '9'
 }
 
 func readIndex(path, suite string, tier int) ([]*deb.Package, error) {
