@@ -12,8 +12,9 @@
 # overflows int on 32-bit ARM), so arm64 and amd64 are what is tested.
 #
 # VERSION (default: git describe) is stamped with -X main.version; LDFLAGS
-# adds linker flags (make release passes -s -w). Binaries are written as
-# OUTDIR/NAME, NAME being the package's last path element.
+# adds linker flags and TRIMPATH=1 drops local paths (make release sets
+# both). Binaries are written as OUTDIR/NAME, NAME being the package's last
+# path element.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,9 +63,12 @@ full/arm64)
   ;;
 esac
 
+flags=(-ldflags "$ldflags")
+if [ "${TRIMPATH:-0}" = 1 ]; then flags+=(-trimpath); fi
+
 mkdir -p "$out"
 for pkg in "$@"; do
   name=$(basename "$pkg")
   echo "cross: building $name ($flavour, linux/$goarch, $version)" >&2
-  (cd "$here" && go build -trimpath -ldflags "$ldflags" -o "$out/$name" "$pkg")
+  (cd "$here" && go build "${flags[@]}" -o "$out/$name" "$pkg")
 done
