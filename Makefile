@@ -19,7 +19,7 @@ export MASKWATCH_DATA ?= $(SHARED)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := masktrain
 
-.PHONY: deps build test bench demo lint fuzz clean
+.PHONY: deps build test bench demo lint fuzz clean cross release
 
 deps:
 	@bash scripts/deps.sh
@@ -49,6 +49,19 @@ FUZZTIME ?= 30s
 fuzz:
 	go test -run '^$$' -fuzz FuzzParseFileName -fuzztime $(FUZZTIME) ./train/dataset/
 	go test -run '^$$' -fuzz FuzzParseVOC -fuzztime $(FUZZTIME) ./train/dataset/
+
+# linux/arm64 builds of maskwatch (cross/): full (cgo: GoCV, TFLite, OpenBLAS,
+# cross-compiled against an arm64 sysroot of Debian packages that
+# cross/sysroot.sh assembles under .deps/cross) and static (CGO_ENABLED=0).
+cross: deps
+	VERSION=$(VERSION) bash cross/build.sh full arm64 $(OUT)/cross/full-arm64 ./cmd/maskwatch
+	VERSION=$(VERSION) bash cross/build.sh static arm64 $(OUT)/cross/static-arm64 ./cmd/maskwatch
+	@file $(OUT)/cross/full-arm64/maskwatch $(OUT)/cross/static-arm64/maskwatch
+
+# dist/maskwatch-VERSION-linux-{arm64,amd64}.tar.gz with both builds, the
+# default model, the systemd unit, the device README and sha256 sums.
+release: deps
+	VERSION=$(VERSION) bash cross/release.sh
 
 clean:
 	rm -rf bin $(OUT)
