@@ -146,3 +146,47 @@ func TestStaticBuildIsStatic(t *testing.T) {
 		t.Errorf("--version printed %q, want the stamped version %q", got, testVersion)
 	}
 }
+
+// A second assembly of an assembled sysroot downloads and unpacks nothing,
+// and leaves the tree as it was.
+func TestSysrootSecondRunChangesNothing(t *testing.T) {
+	root := sysroot(t)
+	before, err := os.ReadFile(filepath.Join(root, ".complete"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	infoBefore, err := os.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", filepath.Join(repoRoot, "cross", "sysroot.sh"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cross/sysroot.sh: %v\n%s", err, stderr.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != root {
+		t.Errorf("second run printed %q, want the sysroot %q", got, root)
+	}
+	log := stderr.String()
+	if !strings.Contains(log, "sysroot up to date") {
+		t.Errorf("second run did not find the sysroot up to date:\n%s", log)
+	}
+	for _, work := range []string{"downloading", "unpacking"} {
+		if strings.Contains(log, work) {
+			t.Errorf("second run was %s:\n%s", work, log)
+		}
+	}
+	after, err := os.ReadFile(filepath.Join(root, ".complete"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	infoAfter, err := os.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) || !infoAfter.ModTime().Equal(infoBefore.ModTime()) {
+		t.Error("second run replaced the sysroot")
+	}
+}
