@@ -12,14 +12,11 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/maskwatch/maskwatch/models/backend"
-	"github.com/maskwatch/maskwatch/models/frcnn"
 	"github.com/maskwatch/maskwatch/train/dataset"
 	"github.com/maskwatch/maskwatch/train/evaluate"
-	"github.com/maskwatch/maskwatch/train/fit"
 )
 
-const evalUsage = `Usage: masktrain eval --model PATH --data DIR [--json] [--out DIR] [flags]
+const evalUsage = `Usage: masktrain eval --model PATH|default --data DIR [--engine E] [--json] [--out DIR] [flags]
 
 Runs a model on a data set and measures it as the study did: for each image
 the top-scoring detection; accuracy is the share of images whose top label is
@@ -28,10 +25,17 @@ is found). Also mAP@0.5 and COCO mAP@[.5:.95] per class, and the confusion
 matrix. --json prints one line instead of the table. --out writes
 prediction.csv in the study's format (filename,x,y,w,h,proper_mask) and sample
 images with true and predicted boxes side by side.
+
+--model is a checkpoint of masktrain train (run by GoMLX as trained, at its
+training size), or a model bundle of masktrain export ("default": the model
+built into masktrain), run as the edge runs it by --engine tflite (the
+bundle's TFLite graphs) or gomlx (its float weights, pure Go).
 `
 
 type evalOptions struct {
 	model, data, out, classes string
+	engine, delegate          string
+	threads                   int
 	json, strict              bool
 	batch, samples, workers   int
 }
@@ -39,7 +43,11 @@ type evalOptions struct {
 func evalFlags() (*pflag.FlagSet, *evalOptions) {
 	o := &evalOptions{}
 	fs := pflag.NewFlagSet("eval", pflag.ContinueOnError)
-	fs.StringVar(&o.model, "model", "", "checkpoint `PATH` (masktrain train's best.ckpt)")
+	fs.StringVar(&o.model, "model", "", "checkpoint or bundle `PATH`, or default")
+	fs.StringVar(&o.engine, "engine", "", "`ENGINE` running a bundle: tflite (default) or gomlx")
+	fs.IntVar(&o.threads, "threads", 0, "`N` inference threads for a bundle (0: every core)")
+	fs.StringVar(&o.delegate, "delegate", "cpu", "TFLite `DELEGATE` for a bundle: cpu, "+
+		"xnnpack, gpu, nnapi, edgetpu or external:PATH")
 	fs.StringVar(&o.data, "data", "", "data set `DIR`")
 	fs.StringVar(&o.out, "out", "", "`DIR` for prediction.csv and sample images")
 	fs.BoolVar(&o.json, "json", false, "print one JSON line")
@@ -79,25 +87,25 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return commandUsageError(stderr, "eval", fmt.Errorf("--data %s: %w", o.data, err))
 	}
 
-	be, err := backend.New("")
-	if err != nil {
-		slog.Error("eval: backend", "err", err)
-		return exitFailed
+	if o.threads < 0 {
+		return commandUsageError(stderr, "eval", errors.New("--threads must be 0 or more"))
 	}
-	m, meta, err := frcnn.Load(o.model, be)
+	model, err := openEvalModel(o)
 	if err != nil {
 		slog.Error("eval: cannot load --model", "err", err)
 		return exitFailed
 	}
-	read := dataset.Options{Strict: o.strict, Workers: o.workers, Classes: defaultClasses(m)}
+	defer model.close()
+	read := dataset.Options{Strict: o.strict, Workers: o.workers,
+		Classes: defaultClasses(model.classes)}
 	if o.classes != "" {
 		if read.Classes, err = dataset.ParseClassMap(o.classes); err != nil {
 			return commandUsageError(stderr, "eval", fmt.Errorf("--classes: %w", err))
 		}
 	}
-	if len(read.Classes.Names) != len(m.Config.Classes) {
+	if len(read.Classes.Names) != len(model.classes) {
 		return commandUsageError(stderr, "eval", fmt.Errorf("the model has classes %v, "+
-			"the --classes map gives %v", m.Config.Classes, read.Classes.Names))
+			"the --classes map gives %v", model.classes, read.Classes.Names))
 	}
 	set, err := dataset.Open(o.data, read)
 	if err != nil {
@@ -106,9 +114,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	start := time.Now()
-	slog.Info("eval: start", "model", o.model, "backbone", m.Config.Backbone,
-		"epoch", meta.Epoch, "images", len(set.Records))
-	report, err := evaluate.Run(ctx, fit.NewDetector(m, o.batch), set,
+	slog.Info("eval: start", "model", o.model, "engine", model.engine, "images",
+		len(set.Records))
+	report, err := evaluate.Run(ctx, model.detector, set,
 		evaluate.Options{Progress: stderr, Workers: o.workers})
 	if err != nil {
 		slog.Error("eval: failed", "err", err, "seconds", secondsSince(start))
@@ -145,8 +153,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // defaultClasses reads a data set with the model's own class names: the
 // two-class map for a two-class model, the three VOC classes for three.
-func defaultClasses(m *frcnn.Model) dataset.ClassMap {
-	if len(m.Config.Classes) == 3 {
+func defaultClasses(classes []string) dataset.ClassMap {
+	if len(classes) == 3 {
 		return dataset.ThreeClass()
 	}
 	return dataset.TwoClass()

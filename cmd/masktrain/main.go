@@ -1,11 +1,12 @@
 // Command masktrain is the desktop side of maskwatch: it explores the face-mask
-// data sets, trains and evaluates the detector.
+// data sets, trains and evaluates the detector, and exports it for the edge.
 //
 // Usage:
 //
 //	masktrain eda --data DIR [--data DIR ...] --out DIR [flags]
 //	masktrain train --backbone resnet50|mobilenetv3 --data DIR [--val DIR] --out DIR [flags]
 //	masktrain eval --model PATH --data DIR [--json] [flags]
+//	masktrain export --model CHECKPOINT --precision fp32|fp16|int8 --out FILE [flags]
 //	masktrain help [COMMAND]
 //	masktrain --version
 //
@@ -52,6 +53,7 @@ Commands:
   eda      report on data sets: counts, box statistics, samples, problems (HTML)
   train    train the Faster R-CNN detector from scratch (ResNet50 or MobileNetV3)
   eval     measure a model on a data set: accuracy, IoU, mAP, predictions
+  export   write a model bundle for the edge: TFLite graphs (fp32, fp16, int8)
   help     show this text, or a command's flags: masktrain help eda
 
 Flags:
@@ -108,6 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runTrain(ctx, args[1:], stdout, stderr)
 	case "eval":
 		return runEval(ctx, args[1:], stdout, stderr)
+	case "export":
+		return runExport(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		return runHelp(args[1:], stdout, stderr)
 	case "--version", "version":
@@ -136,6 +140,10 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 	case "eval":
 		fs, _ := evalFlags()
 		printCommandUsage(stdout, fs, evalUsage)
+		return exitOK
+	case "export":
+		fs, _ := exportFlags()
+		printCommandUsage(stdout, fs, exportUsage)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "%s help: unknown command %q: run '%s help' for the list\n",

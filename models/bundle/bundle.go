@@ -112,6 +112,8 @@ type Source struct {
 type Calibration struct {
 	Images int    `json:"images"`
 	Source string `json:"source"`
+	// Method pools the images' ranges (tflite.Method).
+	Method string `json:"method"`
 }
 
 // Meta is everything in a bundle besides its graphs and weights.

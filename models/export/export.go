@@ -37,6 +37,9 @@ type Options struct {
 	Calibration       func() (input.Source, bool, error)
 	CalibrationImages int
 	CalibrationSource string
+	// CalibrationMethod pools the images' ranges; "" means
+	// tflite.DefaultMethod.
+	CalibrationMethod tflite.Method
 	// Progress, when set, is told of each calibration image done.
 	Progress func(done int)
 	// Source and Exporter are recorded in the bundle.
@@ -129,7 +132,12 @@ func FromWeights(ctx context.Context, cfg frcnn.Config, w net.Weights, opt Optio
 			return nil, err
 		}
 		o1.Ranges, o2.Ranges = r1, r2
-		calibration = &bundle.Calibration{Images: n, Source: opt.CalibrationSource}
+		method := opt.CalibrationMethod
+		if method == "" {
+			method = tflite.DefaultMethod
+		}
+		calibration = &bundle.Calibration{Images: n, Source: opt.CalibrationSource,
+			Method: string(method)}
 	}
 	g1, err := tflite.Write(stage1, w, o1)
 	if err != nil {
@@ -250,7 +258,18 @@ func calibrate(ctx context.Context, cfg frcnn.Config, stage1, stage2 *net.Net, w
 		return nil, nil, 0, fmt.Errorf("export: calibration saw %d images and %d with "+
 			"proposals: give real photographs", c1.Count(), c2.Count())
 	}
-	r1, r2 := c1.Ranges(), c2.Ranges()
+	method := opt.CalibrationMethod
+	if method == "" {
+		method = tflite.DefaultMethod
+	}
+	r1, err := c1.Ranges(method)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("export: %w", err)
+	}
+	r2, err := c2.Ranges(method)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("export: %w", err)
+	}
 	lo, hi := spec.Range()
 	r1[stage1.Layers[stage1.Inputs[0]].Name] = tflite.Range{Min: lo, Max: hi}
 	// Pooled RoIs are weighted means of the feature map: they take its

@@ -27,6 +27,9 @@ func NewRunner(backend backends.Backend, n *Net, w Weights, layers []int) (*Runn
 	if layers == nil {
 		layers = n.Outputs
 	}
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("net: runner without outputs")
+	}
 	for _, i := range layers {
 		if i < 0 || i >= len(n.Layers) {
 			return nil, fmt.Errorf("net: runner output %d: no such layer", i)
@@ -36,8 +39,28 @@ func NewRunner(backend backends.Backend, n *Net, w Weights, layers []int) (*Runn
 	if err := n.SetWeights(ctx, w); err != nil {
 		return nil, err
 	}
+	// The graph must hold no dead node: GoMLX v0.26.0's pure-Go backend
+	// fails ("index out of range") executing graphs whose unused nodes it
+	// prunes. Layers after the last output are left out, and any layer
+	// nothing reads is made an output too and dropped by Run.
 	view := *n
+	last := slices.Max(layers)
+	view.Layers = n.Layers[:last+1]
 	view.Outputs = slices.Clone(layers)
+	read := make([]bool, last+1)
+	for _, l := range view.Layers {
+		for _, in := range l.Inputs {
+			read[in] = true
+		}
+	}
+	for _, i := range layers {
+		read[i] = true
+	}
+	for i := range view.Layers {
+		if !read[i] {
+			view.Outputs = append(view.Outputs, i)
+		}
+	}
 	exec, err := context.NewExecAny(backend, ctx, func(ctx *context.Context,
 		in []*graph.Node) []*graph.Node {
 		outputs := view.Apply(ctx, Inference, in...)
@@ -75,8 +98,12 @@ func (r *Runner) Run(inputs ...Tensor) ([]Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("net: run: %w", err)
 	}
-	result := make([]Tensor, len(out))
+	result := make([]Tensor, len(r.Layers))
 	for i, t := range out {
+		if i >= len(result) {
+			t.MustFinalizeAll()
+			continue
+		}
 		values, err := tensors.CopyFlatData[float32](t)
 		shape := slices.Clone(t.Shape().Dimensions)
 		t.MustFinalizeAll()
