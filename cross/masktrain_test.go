@@ -28,7 +28,7 @@ type evalReport struct {
 
 // someImages links the first n images of dir (sorted) into a new folder, a
 // small data set of the same format.
-func someImages(t *testing.T, dir string, n int) string {
+func someImages(t testing.TB, dir string, n int) string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
