@@ -49,6 +49,7 @@ FUZZTIME ?= 30s
 fuzz:
 	go test -run '^$$' -fuzz FuzzParseFileName -fuzztime $(FUZZTIME) ./train/dataset/
 	go test -run '^$$' -fuzz FuzzParseVOC -fuzztime $(FUZZTIME) ./train/dataset/
+	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./models/bundle/
 
 # linux/arm64 builds of maskwatch (cross/): full (cgo: GoCV, TFLite, OpenBLAS,
 # cross-compiled against an arm64 sysroot of Debian packages that

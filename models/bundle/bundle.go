@@ -251,21 +251,29 @@ func encodeWeights(w net.Weights, dtype string, nets ...*net.Net) ([]byte, []wei
 		}
 		vars = append(vars, n.Vars()...)
 	}
-	var data bytes.Buffer
+	width := 4
+	if dtype == "float16" {
+		width = 2
+	}
+	total := 0
+	for _, v := range vars {
+		total += len(w[v.FullName()].Values)
+	}
+	data := make([]byte, 0, total*width)
 	entries := make([]weightEntry, 0, len(vars))
 	for _, v := range vars {
 		t := w[v.FullName()]
 		entries = append(entries, weightEntry{Name: v.FullName(), Shape: slices.Clone(t.Shape),
-			Trainable: v.Trainable, Offset: int64(data.Len())})
+			Trainable: v.Trainable, Offset: int64(len(data))})
 		for _, x := range t.Values {
-			if dtype == "float16" {
-				_ = binary.Write(&data, binary.LittleEndian, float16.Fromfloat32(x).Bits())
+			if width == 2 {
+				data = binary.LittleEndian.AppendUint16(data, float16.Fromfloat32(x).Bits())
 			} else {
-				_ = binary.Write(&data, binary.LittleEndian, math.Float32bits(x))
+				data = binary.LittleEndian.AppendUint32(data, math.Float32bits(x))
 			}
 		}
 	}
-	return data.Bytes(), entries, nil
+	return data, entries, nil
 }
 
 // Decode reads a bundle file's bytes. Damage of any kind (truncation, a
@@ -274,9 +282,12 @@ func encodeWeights(w net.Weights, dtype string, nets ...*net.Net) ([]byte, []wei
 // error wrapping ErrNotBundle, ErrChecksum, ErrVersion or ErrInvalid; Decode
 // never panics.
 func Decode(data []byte) (*Bundle, error) {
-	if len(data) < fixedSize+sha256.Size || string(data[:8]) != Magic {
+	if len(data) < len(Magic) || string(data[:len(Magic)]) != Magic {
 		return nil, fmt.Errorf("%w: no MWBUNDLE header (a TFLite file or a checkpoint? "+
 			"export one with masktrain export)", ErrNotBundle)
+	}
+	if len(data) < fixedSize+sha256.Size {
+		return nil, fmt.Errorf("%w: %d bytes: the file is truncated", ErrNotBundle, len(data))
 	}
 	if v := binary.LittleEndian.Uint32(data[8:]); v != Version {
 		return nil, fmt.Errorf("%w: format %d, this build reads format %d: use a maskwatch "+
