@@ -52,7 +52,8 @@ func randomDetector(t testing.TB, seed uint64) (frcnn.Config, net.Weights) {
 		w[k] = v
 	}
 	rng := rand.New(rand.NewPCG(seed, 7))
-	for name, tensor := range w {
+	for _, name := range w.Names() { // in order: the draws must not depend on map order
+		tensor := w[name]
 		switch filepath.Base(name) {
 		case net.VarMean, net.VarBeta:
 			for i := range tensor.Values {

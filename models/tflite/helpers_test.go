@@ -46,7 +46,8 @@ func detectorStages(t testing.TB, seed uint64) (frcnn.Config, *net.Net, *net.Net
 		}
 	}
 	rng := rand.New(rand.NewPCG(seed, 3))
-	for name, tensor := range w {
+	for _, name := range w.Names() { // in order: the draws must not depend on map order
+		tensor := w[name]
 		switch filepath.Base(name) {
 		case net.VarMean, net.VarBeta:
 			for i := range tensor.Values {
