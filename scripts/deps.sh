@@ -16,6 +16,8 @@ stable_pkgs=(
   xvfb xauth x11-utils imagemagick
   chromium fonts-dejavu-core
   mosquitto mosquitto-clients gstreamer1.0-plugins-base
+  # the kiosk window test: a window manager, as a kiosk's X session has one
+  matchbox-window-manager
   # cross/: arm64 cross compilers, qemu-aarch64 to run what they build, file
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user file debian-archive-keyring
 )
