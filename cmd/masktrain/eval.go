@@ -16,7 +16,8 @@ import (
 	"github.com/maskwatch/maskwatch/train/evaluate"
 )
 
-const evalUsage = `Usage: masktrain eval --model PATH|default --data DIR [--engine E] [--json] [--out DIR] [flags]
+const evalUsage = `Usage: masktrain eval --model PATH|default --data DIR [--engine E] [--json]
+                      [--out DIR] [flags]
 
 Runs a model on a data set and measures it as the study did: for each image
 the top-scoring detection; accuracy is the share of images whose top label is
@@ -36,6 +37,7 @@ type evalOptions struct {
 	model, data, out, classes string
 	engine, delegate          string
 	threads                   int
+	fallback                  bool
 	json, strict              bool
 	batch, samples, workers   int
 }
@@ -48,6 +50,8 @@ func evalFlags() (*pflag.FlagSet, *evalOptions) {
 	fs.IntVar(&o.threads, "threads", 0, "`N` inference threads for a bundle (0: every core)")
 	fs.StringVar(&o.delegate, "delegate", "cpu", "TFLite `DELEGATE` for a bundle: cpu, "+
 		"xnnpack, gpu, nnapi, edgetpu or external:PATH")
+	fs.BoolVar(&o.fallback, "delegate-fallback", false, "run on the CPU, with a warning, "+
+		"when the delegate cannot load")
 	fs.StringVar(&o.data, "data", "", "data set `DIR`")
 	fs.StringVar(&o.out, "out", "", "`DIR` for prediction.csv and sample images")
 	fs.BoolVar(&o.json, "json", false, "print one JSON line")

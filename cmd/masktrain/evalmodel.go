@@ -36,7 +36,7 @@ func openEvalModel(o *evalOptions) (*evalModel, error) {
 	}
 	if isBundle {
 		d, err := detect.Open(o.model, detect.Options{Engine: o.engine, Threads: o.threads,
-			Delegate: o.delegate})
+			Delegate: o.delegate, DelegateFallback: o.fallback})
 		if err != nil {
 			return nil, err
 		}

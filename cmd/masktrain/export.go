@@ -35,7 +35,8 @@ import (
 	"github.com/maskwatch/maskwatch/train/progress"
 )
 
-const exportUsage = `Usage: masktrain export --model CHECKPOINT --precision fp32|fp16|int8 --out FILE [flags]
+const exportUsage = `Usage: masktrain export --model CHECKPOINT --precision fp32|fp16|int8 --out FILE
+                        [--calib DIR --calib-images N] [flags]
 
 Writes a model bundle (.mwb): the detector's two stages as TFLite graphs of
 the precision asked, with the metadata and float weights the edge needs, and
@@ -57,7 +58,7 @@ func exportFlags() (*pflag.FlagSet, *exportOptions) {
 	o := &exportOptions{}
 	fs := pflag.NewFlagSet("export", pflag.ContinueOnError)
 	fs.StringVar(&o.model, "model", "", "checkpoint `PATH` (or a bundle, or default)")
-	fs.StringVar(&o.precision, "precision", "int8", "`fp32`, fp16 or int8")
+	fs.StringVar(&o.precision, "precision", "int8", "`PRECISION`: fp32, fp16 or int8")
 	fs.StringVar(&o.calib, "calib", "", "`DIR` of photographs for int8 calibration "+
 		"(searched recursively for .jpg and .png)")
 	fs.IntVar(&o.calibImages, "calib-images", 200, "`N` calibration photographs, evenly "+
@@ -65,8 +66,8 @@ func exportFlags() (*pflag.FlagSet, *exportOptions) {
 	fs.StringVar(&o.calibMethod, "calib-method", string(tflite.DefaultMethod), "how the "+
 		"images' ranges pool: minmax, mean or percentile:`P`")
 	fs.StringVar(&o.out, "out", "", "bundle `FILE` to write (.mwb)")
-	fs.StringVar(&o.weights, "weights", "", "float weights carried: `float32`, float16 or "+
-		"none (default: float32 for fp32, float16 otherwise)")
+	fs.StringVar(&o.weights, "weights", "", "float weights carried: `TYPE` float32, float16 "+
+		"or none (default: float32 for fp32, float16 otherwise)")
 	fs.IntVar(&o.maxSide, "max-side", input.DefaultMaxSide, "frames larger than `N` px are "+
 		"shrunk to it on their longer side")
 	fs.BoolVar(&o.json, "json", false, "print one JSON line describing the bundle")
@@ -161,8 +162,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		slog.Error("export: failed", "err", err)
 		return exitFailed
 	}
-	summary := map[string]any{"bundle": o.out, "bytes": info.Size(), "sha256": hex.EncodeToString(b.Digest[:]), "precision": precision, "backbone": cfg.Backbone,
-		"stage1_bytes": len(b.Stage1), "stage2_bytes": len(b.Stage2),
+	summary := map[string]any{"bundle": o.out, "bytes": info.Size(),
+		"sha256": hex.EncodeToString(b.Digest[:]), "precision": precision,
+		"backbone": cfg.Backbone, "stage1_bytes": len(b.Stage1), "stage2_bytes": len(b.Stage2),
 		"weights": b.Meta.WeightsType, "calibration_images": len(calib)}
 	if o.json {
 		line, _ := json.Marshal(summary)

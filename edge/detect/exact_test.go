@@ -102,8 +102,9 @@ func TestFP32TFLiteMatchesGoMLX(t *testing.T) {
 			for j, g := range dg {
 				far := math.Max(math.Max(math.Abs(a.Box.X1-g.Box.X1), math.Abs(a.Box.Y1-g.Box.Y1)),
 					math.Max(math.Abs(a.Box.X2-g.Box.X2), math.Abs(a.Box.Y2-g.Box.Y2)))
+				inOrder := j == k || math.Abs(a.Score-dg[k].Score) <= 1e-4
 				if !used[j] && a.Class == g.Class && far <= 1e-2 &&
-					math.Abs(a.Score-g.Score) <= 1e-4 && (j == k || math.Abs(a.Score-dg[k].Score) <= 1e-4) {
+					math.Abs(a.Score-g.Score) <= 1e-4 && inOrder {
 					used[j], found = true, true
 					break
 				}

@@ -342,3 +342,6 @@ func (e *tfliteEngine) close() error {
 	}
 	return nil
 }
+
+// tfliteAvailable says whether this build has the TFLite engine.
+const tfliteAvailable = true

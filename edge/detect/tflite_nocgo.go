@@ -13,3 +13,6 @@ func newTFLiteEngine(*bundle.Bundle, Options) (engine, error) {
 	return nil, fmt.Errorf("%w: rebuild with cgo and libtensorflow-lite, or use the "+
 		"gomlx engine (--engine gomlx)", ErrNoTFLite)
 }
+
+// tfliteAvailable says whether this build has the TFLite engine.
+const tfliteAvailable = false
