@@ -44,6 +44,8 @@ lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
 	if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
 	go vet ./...
+	# The detector and the models must build without cgo (the gomlx engine).
+	CGO_ENABLED=0 go vet ./edge/detect ./models/...
 
 FUZZTIME ?= 30s
 fuzz:

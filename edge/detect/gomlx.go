@@ -3,6 +3,8 @@ package detect
 import (
 	"fmt"
 
+	"github.com/gomlx/gomlx/backends"
+
 	"github.com/maskwatch/maskwatch/models/backend"
 	"github.com/maskwatch/maskwatch/models/bundle"
 	"github.com/maskwatch/maskwatch/models/input"
@@ -16,6 +18,7 @@ import (
 // bucket of RoIs. An int8 or fp16 bundle runs its float weights here, so
 // its detections are those of the float model, not of its TFLite graphs.
 type gomlxEngine struct {
+	backend                    backends.Backend
 	stage1Runner, stage2Runner *net.Runner
 	table                      *[3][256]float32
 	image                      []float32
@@ -37,13 +40,15 @@ func newGoMLXEngine(b *bundle.Bundle, opt Options) (*gomlxEngine, error) {
 		return nil, fmt.Errorf("gomlx engine: %w", err)
 	}
 	cfg := b.Meta.Model
-	e := &gomlxEngine{table: b.Meta.Input.FloatTable(),
+	e := &gomlxEngine{backend: be, table: b.Meta.Input.FloatTable(),
 		roi: [3]int{cfg.RoIAlign.OutH, cfg.RoIAlign.OutW, cfg.NeckChannels}}
 	if e.stage1Runner, err = net.NewRunner(be, n1, b.Weights, nil); err != nil {
+		be.Finalize()
 		return nil, fmt.Errorf("gomlx engine: stage 1: %w", err)
 	}
 	if e.stage2Runner, err = net.NewRunner(be, n2, b.Weights, nil); err != nil {
 		e.stage1Runner.Close()
+		be.Finalize()
 		return nil, fmt.Errorf("gomlx engine: stage 2: %w", err)
 	}
 	return e, nil
@@ -75,8 +80,10 @@ func (e *gomlxEngine) stage2(pooled []float32, r, n int) (logits, deltas []float
 	return out[0].Values[:n*k], out[1].Values[:n*4*k], nil
 }
 
+// close releases the compiled graphs, then the backend's buffers.
 func (e *gomlxEngine) close() error {
 	e.stage1Runner.Close()
 	e.stage2Runner.Close()
+	e.backend.Finalize()
 	return nil
 }

@@ -497,6 +497,10 @@ func (m *Meta) validate() error {
 	if _, err := tflite.ParsePrecision(m.Precision); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if m.Backbone != string(m.Model.Backbone) {
+		return fmt.Errorf("%w: backbone %q, the model's is %q", ErrInvalid, m.Backbone,
+			m.Model.Backbone)
+	}
 	if len(m.Classes) != len(m.Model.Classes) {
 		return fmt.Errorf("%w: %d classes listed, the model has %d", ErrInvalid,
 			len(m.Classes), len(m.Model.Classes))
