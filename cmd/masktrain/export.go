@@ -48,10 +48,11 @@ export again at another precision.
 `
 
 type exportOptions struct {
-	model, precision, calib, out, weights string
-	calibMethod                           string
-	calibImages, maxSide                  int
-	json                                  bool
+	model, precision, out, weights string
+	calibMethod                    string
+	calib                          []string
+	calibImages, maxSide           int
+	json                           bool
 }
 
 func exportFlags() (*pflag.FlagSet, *exportOptions) {
@@ -59,8 +60,8 @@ func exportFlags() (*pflag.FlagSet, *exportOptions) {
 	fs := pflag.NewFlagSet("export", pflag.ContinueOnError)
 	fs.StringVar(&o.model, "model", "", "checkpoint `PATH` (or a bundle, or default)")
 	fs.StringVar(&o.precision, "precision", "int8", "`PRECISION`: fp32, fp16 or int8")
-	fs.StringVar(&o.calib, "calib", "", "`DIR` of photographs for int8 calibration "+
-		"(searched recursively for .jpg and .png)")
+	fs.StringArrayVar(&o.calib, "calib", nil, "`DIR` of photographs for int8 calibration "+
+		"(searched recursively for .jpg and .png); repeat for more")
 	fs.IntVar(&o.calibImages, "calib-images", 200, "`N` calibration photographs, evenly "+
 		"spread over --calib")
 	fs.StringVar(&o.calibMethod, "calib-method", string(tflite.DefaultMethod), "how the "+
@@ -98,7 +99,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			"runs/mobilenetv3/best.ckpt")
 	case o.out == "":
 		err = errors.New("no --out given: name the bundle file, such as model.mwb")
-	case precision == tflite.INT8 && o.calib == "":
+	case precision == tflite.INT8 && len(o.calib) == 0:
 		err = errors.New("int8 needs --calib DIR: a folder of real photographs such as " +
 			"../shared/data/proper-mask/train")
 	case o.calibImages < 1:
@@ -143,7 +144,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return src, err == nil, err
 		}
 		opt.CalibrationImages = len(calib)
-		opt.CalibrationSource = o.calib
+		opt.CalibrationSource = strings.Join(o.calib, ", ")
 		opt.CalibrationMethod = method
 		opt.Progress = func(done int) { bar.Set(done) }
 		defer bar.Finish()
@@ -232,27 +233,30 @@ func loadForExport(path string, be backends.Backend) (frcnn.Config, net.Weights,
 		SHA256: hex.EncodeToString(sum[:]), Epoch: meta.Epoch, Metrics: meta.Values}, nil
 }
 
-// calibrationImages lists the photographs under dir (.jpg, .jpeg, .png, in
+// calibrationImages lists the photographs under dirs (.jpg, .jpeg, .png, in
 // any case), sorted, and picks n of them evenly spread.
-func calibrationImages(dir string, n int) ([]string, error) {
+func calibrationImages(dirs []string, n int) ([]string, error) {
 	var all []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		switch strings.ToLower(filepath.Ext(path)) {
-		case ".jpg", ".jpeg", ".png":
-			if !d.IsDir() {
-				all = append(all, path)
+	for _, dir := range dirs {
+		before := len(all)
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
 			}
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".jpg", ".jpeg", ".png":
+				if !d.IsDir() {
+					all = append(all, path)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(all) == 0 {
-		return nil, fmt.Errorf("%s holds no .jpg or .png photographs", dir)
+		if len(all) == before {
+			return nil, fmt.Errorf("%s holds no .jpg or .png photographs", dir)
+		}
 	}
 	sort.Strings(all)
 	if len(all) <= n {
