@@ -22,7 +22,8 @@ const (
 	// would deliver them) and keeps only the newest frame.
 	PaceNative
 	// PaceAll hands over every frame: the capture waits for the consumer.
-	// For benchmarks and offline runs over files.
+	// For benchmarks and offline runs over files. The next frame is read
+	// while the consumer works, and its Time is set when Next hands it over.
 	PaceAll
 )
 
@@ -184,6 +185,11 @@ func (c *Capture) Next(ctx context.Context, dst *Frame, wait time.Duration) erro
 		c.mu.Lock()
 	}
 	*dst, c.latest = c.latest, *dst
+	if c.opt.Pace == PaceAll {
+		// Read ahead while the consumer was busy, the frame arrives, as from
+		// a camera that keeps pace with the consumer, now.
+		dst.Time = time.Now()
+	}
 	c.taken = c.seq
 	c.notify()
 	c.mu.Unlock()

@@ -46,8 +46,18 @@ type Counts struct {
 
 // ModelStatus describes the running model and its reloads.
 type ModelStatus struct {
-	detect.Info
-	Reload *reload.Status `json:"reload,omitempty"`
+	Engine    string         `json:"engine"`
+	Backbone  string         `json:"backbone"`
+	Precision string         `json:"precision"`
+	Version   string         `json:"version"`
+	Classes   []string       `json:"classes"`
+	Path      string         `json:"path"`
+	Reload    *reload.Status `json:"reload,omitempty"`
+}
+
+func modelStatus(i detect.Info) ModelStatus {
+	return ModelStatus{Engine: i.Engine, Backbone: i.Backbone, Precision: i.Precision,
+		Version: i.Version, Classes: i.Classes, Path: i.Path}
 }
 
 // Status is the /api/status document.
@@ -142,7 +152,7 @@ func (p *Pipeline) StatusDoc() Status {
 	s.MemoryMB = float64(ResidentBytes()) / (1 << 20)
 
 	p.mu.Lock()
-	s.Model.Info = p.det
+	s.Model = modelStatus(p.det)
 	s.Detection.Failing = p.failing
 	s.Faces = []FaceNow{}
 	for _, t := range p.current {
@@ -259,6 +269,9 @@ func (p *Pipeline) WriteMetrics(w io.Writer) {
 		"Face events lost by a listener that fell behind.", float64(s.Events.Dropped))
 	m.one("process_resident_memory_bytes", "gauge", "Resident memory of the process.",
 		float64(ResidentBytes()))
+	m.one("maskwatch_anon_resident_memory_bytes", "gauge",
+		"Resident memory without mapped executable and library pages.",
+		float64(AnonResidentBytes()))
 	if r := s.Model.Reload; r != nil {
 		m.help("maskwatch_model_reloads_total", "counter", "Model reloads by outcome.")
 		m.sample("maskwatch_model_reloads_total", float64(r.Reloads), "outcome", "ok")
@@ -318,6 +331,11 @@ func ResidentBytes() int64 { return procStatus("VmRSS:") }
 // PeakResidentBytes is the highest resident set size so far (VmHWM).
 func PeakResidentBytes() int64 { return procStatus("VmHWM:") }
 
+// AnonResidentBytes is the part of the resident set that is the process's
+// own memory (heap, stacks, buffers), without the pages of the executable
+// and shared libraries it maps (RssAnon).
+func AnonResidentBytes() int64 { return procStatus("RssAnon:") }
+
 func procStatus(key string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -349,10 +367,12 @@ type RunStats struct {
 	Events     uint64               `json:"events"`
 	Errors     uint64               `json:"detection_errors"`
 	Source     SourceStatus         `json:"source"`
-	Model      detect.Info          `json:"model"`
+	Model      ModelStatus          `json:"model"`
 	RSSMB      float64              `json:"rss_mb"`
 	PeakRSSMB  float64              `json:"peak_rss_mb"`
-	Version    string               `json:"version"`
+	// AnonRSSMB is RSSMB without the pages of mapped libraries.
+	AnonRSSMB float64 `json:"anon_rss_mb"`
+	Version   string  `json:"version"`
 }
 
 // RunStats summarises the run so far.
@@ -361,7 +381,8 @@ func (p *Pipeline) RunStats() RunStats {
 		Source: sourceStatus(p.cfg.Capture.Status()), Events: p.bus.Published(),
 		Errors: p.detErrors.Load(), Stages: map[string]Quantiles{},
 		RSSMB:     float64(ResidentBytes()) / (1 << 20),
-		PeakRSSMB: float64(PeakResidentBytes()) / (1 << 20)}
+		PeakRSSMB: float64(PeakResidentBytes()) / (1 << 20),
+		AnonRSSMB: float64(AnonResidentBytes()) / (1 << 20)}
 	total := func(l *stats.Latency) Quantiles {
 		q := l.Total(0.5, 0.99)
 		return Quantiles{P50: ms(q[0]), P99: ms(q[1])}
@@ -374,7 +395,7 @@ func (p *Pipeline) RunStats() RunStats {
 	defer p.mu.Unlock()
 	r.Detections = maps.Clone(p.detections)
 	r.Entered = maps.Clone(p.entered)
-	r.Model = p.det
+	r.Model = modelStatus(p.det)
 	if !p.first.IsZero() {
 		r.Seconds = p.last.Sub(p.first).Seconds()
 		if r.Seconds > 0 {

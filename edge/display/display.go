@@ -79,6 +79,15 @@ func (w *Window) take(dst *camera.Frame) bool {
 	return true
 }
 
+// Check reports, before anything starts, whether Run can open a window:
+// ErrNeedsCgo in a build without cgo, ErrNoDisplay without a display.
+func Check() error {
+	if !available {
+		return fmt.Errorf("window: %w", ErrNeedsCgo)
+	}
+	return checkDisplay()
+}
+
 // checkDisplay refuses to start without a display server.
 func checkDisplay() error {
 	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {

@@ -4,6 +4,7 @@ package display
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -12,6 +13,12 @@ import (
 
 	"github.com/maskwatch/maskwatch/camera"
 )
+
+const available = true
+
+// ErrNeedsCgo is returned by Run in a build without cgo.
+var ErrNeedsCgo = errors.New("this build has no window (built without cgo): use --listen " +
+	"for the page")
 
 // guiCalls runs functions on the one OS thread that makes every HighGUI
 // call of the process: OpenCV's Qt backend binds itself to the thread that

@@ -8,6 +8,8 @@ import (
 	"fmt"
 )
 
+const available = false
+
 // ErrNeedsCgo is returned by Run in a build without cgo.
 var ErrNeedsCgo = errors.New("this build has no window (built without cgo): use --listen " +
 	"for the page")

@@ -35,6 +35,10 @@ var ErrNeedsCgo = errors.New("this build writes only .mjpeg (no cgo, no OpenCV)"
 type Recorder struct {
 	// Wait makes Write wait for room in the queue instead of dropping.
 	Wait bool
+	// RateFrom, when set and New was given no rate, is asked for the frame
+	// rate when the file is created (the source's own rate, known by then);
+	// a rate of 0 means 15.
+	RateFrom func() float64
 
 	path string
 	fps  float64
@@ -50,13 +54,11 @@ type Recorder struct {
 }
 
 // New checks that path's extension can be written; the file is created at
-// the first frame, whose size it keeps. fps is the rate the file plays at.
+// the first frame, whose size it keeps. fps is the rate the file plays at
+// (0: see RateFrom).
 func New(path string, fps float64, log *slog.Logger) (*Recorder, error) {
 	if _, err := codecFor(path); err != nil {
 		return nil, err
-	}
-	if fps <= 0 {
-		fps = 15
 	}
 	if log == nil {
 		log = slog.Default()
@@ -120,6 +122,12 @@ func (r *Recorder) Run(ctx context.Context) error {
 	handle := func(f *camera.Frame) {
 		defer func() { r.free <- f }()
 		if out == nil {
+			if r.fps <= 0 && r.RateFrom != nil {
+				r.fps = r.RateFrom()
+			}
+			if r.fps <= 0 {
+				r.fps = 15
+			}
 			var err error
 			if out, err = open(r.path, r.fps, f.Width, f.Height); err != nil {
 				r.fail(err)
