@@ -30,54 +30,81 @@ func (s Source) Check() error {
 
 // Resizer scales frames into inputs: an area-averaging tent filter when
 // shrinking (every frame pixel counts, as training's resize does), a copy at
-// scale 1. It keeps its filters and buffers from one call to the next, so
-// frames of one size cost no allocation once warm. It is not safe for
-// concurrent use.
+// scale 1. It computes in 14-bit fixed point and keeps its filters and
+// buffers from one call to the next, so frames of one size cost no
+// allocation once warm. It is not safe for concurrent use.
 type Resizer struct {
 	key    [4]int
 	fx, fy filter
-	tmp    []float32
-	acc    []float32
+	tmp    []int32
+	acc    []int32
 }
 
-// filter is, for each output pixel along one axis, the source pixels it
-// averages (first and weights).
+// filter is, for each output pixel along one axis, the first source pixel
+// it reads and taps weights (14-bit fixed point, summing to 1<<14; unused
+// taps weigh 0 and read an in-range pixel).
 type filter struct {
+	taps    int
 	first   []int
-	weights [][]float32
+	weights []int32
 }
+
+const fixedOne = 1 << 14
 
 // newFilter maps n source pixels onto out pixels at scale (output pixels
 // per source pixel). When shrinking, the tent is 1/scale source pixels
 // wide on each side of the centre, so every source pixel contributes; pixels
-// past the edge repeat the edge. Zero weights are trimmed.
+// past the edge repeat the edge.
 func newFilter(n, out int, scale float64) filter {
 	radius := max(1, 1/scale)
-	f := filter{first: make([]int, out), weights: make([][]float32, out)}
+	span := make([][]float64, out)
+	first := make([]int, out)
+	taps := 1
 	for i := range out {
 		centre := (float64(i)+0.5)/scale - 0.5
 		lo := int(math.Floor(centre - radius))
 		hi := int(math.Ceil(centre + radius))
-		weights := map[int]float64{}
+		w := make([]float64, n)
 		sum := 0.0
 		for q := lo; q <= hi; q++ {
 			wt := 1 - math.Abs(float64(q)-centre)/radius
 			if wt <= 0 {
 				continue
 			}
-			p := min(max(q, 0), n-1)
-			weights[p] += wt
+			w[min(max(q, 0), n-1)] += wt
 			sum += wt
 		}
-		first, last := n, -1
-		for p := range weights {
-			first, last = min(first, p), max(last, p)
+		a, b := n, -1
+		for p, wt := range w {
+			if wt > 0 {
+				a, b = min(a, p), max(b, p)
+			}
 		}
-		w := make([]float32, last-first+1)
-		for p, wt := range weights {
-			w[p-first] = float32(wt / sum)
+		for p := a; p <= b; p++ {
+			w[p] /= sum
 		}
-		f.first[i], f.weights[i] = first, w
+		first[i], span[i] = a, w[a:b+1]
+		taps = max(taps, b-a+1)
+	}
+	f := filter{taps: taps, first: first, weights: make([]int32, out*taps)}
+	for i, w := range span {
+		// Keep taps in range: move the window left where it would run past n.
+		f.first[i] = min(first[i], max(n-taps, 0))
+		shift := first[i] - f.first[i]
+		total := int32(0)
+		for j, wt := range w {
+			q := int32(math.Round(wt * fixedOne))
+			f.weights[i*taps+shift+j] = q
+			total += q
+		}
+		// Rounding leftovers go to the largest tap, so weights sum to one.
+		best := i * taps
+		for j := i * taps; j < (i+1)*taps; j++ {
+			if f.weights[j] > f.weights[best] {
+				best = j
+			}
+		}
+		f.weights[best] += fixedOne - total
 	}
 	return f
 }
@@ -90,14 +117,14 @@ func (r *Resizer) Resize(dst []uint8, src Source, plan Plan, pad [3]uint8) ([]ui
 		return dst, err
 	}
 	n := plan.Width * plan.Height * 3
-	if plan.ContentWidth > plan.Width || plan.ContentHeight > plan.Height || n <= 0 {
+	cw, ch := plan.ContentWidth, plan.ContentHeight
+	if cw > plan.Width || ch > plan.Height || cw <= 0 || ch <= 0 || n <= 0 {
 		return dst, fmt.Errorf("input: plan %+v does not fit its content", plan)
 	}
 	if cap(dst) < n {
 		dst = make([]uint8, n)
 	}
 	dst = dst[:n]
-	cw, ch := plan.ContentWidth, plan.ContentHeight
 	for y := range plan.Height {
 		row := dst[y*plan.Width*3 : (y+1)*plan.Width*3]
 		from := 0
@@ -129,42 +156,54 @@ func (r *Resizer) Resize(dst []uint8, src Source, plan Plan, pad [3]uint8) ([]ui
 		r.fy = newFilter(src.Height, ch, scale)
 		r.key = key
 	}
+	fx, fy := &r.fx, &r.fy
 	if cap(r.tmp) < src.Height*cw*3 {
-		r.tmp = make([]float32, src.Height*cw*3)
+		r.tmp = make([]int32, src.Height*cw*3)
 	}
 	tmp := r.tmp[:src.Height*cw*3]
-	// Only the source rows some output row reads need the horizontal pass.
-	rowLo, rowHi := r.fy.first[0], r.fy.first[ch-1]+len(r.fy.weights[ch-1])
+	// Horizontal pass, in RGB order, over the rows the vertical pass reads.
+	rowLo, rowHi := fy.first[0], min(fy.first[ch-1]+fy.taps, src.Height)
+	tx := fx.taps
 	for y := rowLo; y < rowHi; y++ {
-		in := src.Pix[y*src.Stride:]
+		in := src.Pix[y*src.Stride : y*src.Stride+3*src.Width]
 		out := tmp[y*cw*3 : (y+1)*cw*3]
 		for x := range cw {
-			s := in[r.fx.first[x]*3:]
-			var cr, cg, cb float32
-			for j, wt := range r.fx.weights[x] {
-				cr += wt * float32(s[j*3+r0])
-				cg += wt * float32(s[j*3+1])
-				cb += wt * float32(s[j*3+b0])
+			s := in[fx.first[x]*3 : (fx.first[x]+tx)*3]
+			w := fx.weights[x*tx : (x+1)*tx]
+			var cr, cg, cb int32
+			for j, wt := range w {
+				p := s[j*3 : j*3+3]
+				cr += wt * int32(p[r0])
+				cg += wt * int32(p[1])
+				cb += wt * int32(p[b0])
 			}
-			out[x*3], out[x*3+1], out[x*3+2] = cr, cg, cb
+			o := out[x*3 : x*3+3]
+			o[0], o[1], o[2] = cr, cg, cb
 		}
 	}
 	if cap(r.acc) < cw*3 {
-		r.acc = make([]float32, cw*3)
+		r.acc = make([]int32, cw*3)
 	}
 	acc := r.acc[:cw*3]
+	ty := fy.taps
 	for y := range ch {
 		clear(acc)
-		first := r.fy.first[y]
-		for j, wt := range r.fy.weights[y] {
+		first := fy.first[y]
+		for j, wt := range fy.weights[y*ty : (y+1)*ty] {
+			if wt == 0 {
+				continue
+			}
 			row := tmp[(first+j)*cw*3 : (first+j+1)*cw*3]
+			// Horizontal sums carry 14 bits of fraction; drop 7 before
+			// weighting again, so the products stay in int32.
 			for i, v := range row {
-				acc[i] += wt * v
+				acc[i] += wt * (v >> 7)
 			}
 		}
-		out := dst[y*plan.Width*3:]
+		out := dst[y*plan.Width*3 : y*plan.Width*3+cw*3]
 		for i, v := range acc {
-			out[i] = uint8(min(max(v+0.5, 0), 255))
+			q := (v + 1<<20) >> 21
+			out[i] = uint8(min(max(q, 0), 255))
 		}
 	}
 	return dst, nil
