@@ -26,6 +26,9 @@ type Options struct {
 	// bundle's float weights; for devices or builds without TFLite).
 	Engine string
 	// Threads is how many threads inference may use; 0 means every core.
+	// TFLite's threads wait for one another at every operator: on cores
+	// that other work keeps busy, more threads can be several times slower
+	// than one (make bench shows both).
 	Threads int
 	// Delegate is where the TFLite engine runs its graphs: "cpu" (the
 	// default), "xnnpack", "gpu", "nnapi", "edgetpu" or "external:PATH"
