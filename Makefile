@@ -17,9 +17,9 @@ export GOMLX_BACKEND ?= go
 export MASKWATCH_DATA ?= $(SHARED)
 
 LDFLAGS := -X main.version=$(VERSION)
-CMDS    := masktrain
+CMDS    := masktrain maskwatch
 
-.PHONY: deps build test bench demo lint fuzz clean cross release
+.PHONY: deps build test bench demo eda lint fuzz clean cross release
 
 deps:
 	@bash scripts/deps.sh
@@ -30,12 +30,27 @@ build: deps
 
 test: deps lint
 	go test -count=1 -timeout 30m ./...
+	# Every GoCV Mat closed: gocv counts live Mats with its matprofile tag.
+	go test -count=1 -tags noxla,matprofile -run MatProfile ./camera/... ./edge/... ./cmd/maskwatch/
 
 bench: deps
 	go test -run '^$$' -bench . -benchmem -benchtime 1x -count 1 ./...
 
-# Until the live pipeline exists, the main job is the data exploration report.
+# The main job: maskwatch headless on the demo clip with the default model.
+# Open the page it prints while it runs; every frame is detected (--pace all)
+# and the annotated video is written to out/demo-annotated.mp4. Ctrl-C stops
+# it early and still closes the video.
+DEMO_LISTEN ?= 127.0.0.1:8080
 demo: build
+	@mkdir -p $(OUT)
+	bin/maskwatch run --source $(SHARED)/video/demo.mp4 --model default --headless \
+		--listen $(DEMO_LISTEN) --pace all --exit-at-end \
+		--record $(OUT)/demo-annotated.mp4 --stats-json $(OUT)/demo-stats.json
+	@echo "annotated video: $(abspath $(OUT))/demo-annotated.mp4"
+	@echo "run statistics:  $(abspath $(OUT))/demo-stats.json"
+
+# The data exploration report of both shared data sets.
+eda: build
 	bin/masktrain eda --data $(SHARED)/proper-mask --data $(SHARED)/facemask \
 		--out $(OUT)/eda --json
 	@echo "report: file://$(abspath $(OUT))/eda/report.html"
@@ -52,6 +67,7 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzParseFileName -fuzztime $(FUZZTIME) ./train/dataset/
 	go test -run '^$$' -fuzz FuzzParseVOC -fuzztime $(FUZZTIME) ./train/dataset/
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./models/bundle/
+	go test -run '^$$' -fuzz FuzzInspect -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./models/tflite/
 
 # linux/arm64 builds of maskwatch (cross/): full (cgo: GoCV, TFLite, OpenBLAS,
 # cross-compiled against an arm64 sysroot of Debian packages that
