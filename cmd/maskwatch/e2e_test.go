@@ -20,6 +20,8 @@ import (
 	"github.com/maskwatch/maskwatch/camera"
 	"github.com/maskwatch/maskwatch/edge"
 	"github.com/maskwatch/maskwatch/edge/events"
+	"github.com/maskwatch/maskwatch/models/bundle"
+	"github.com/maskwatch/maskwatch/models/defaultmodel"
 	"github.com/maskwatch/maskwatch/train/fixture"
 )
 
@@ -250,4 +252,145 @@ func readStream(t *testing.T, url string, n int) [][]byte {
 		out = append(out, b.Bytes())
 	}
 	return out
+}
+
+// writeAtomic replaces path with data by rename, as a deploy does.
+func writeAtomic(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".part"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bundles returns the default bundle and a second valid bundle made from
+// it with another creation time, so another version.
+func bundles(t *testing.T) (v1, v2 []byte, ver1, ver2 string) {
+	t.Helper()
+	v1, err := defaultmodel.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundle.Decode(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver1 = b.ShortVersion()
+	b.Meta.Created = b.Meta.Created.Add(time.Hour)
+	if v2, err = bundle.Encode(b); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := bundle.Decode(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v1, v2, ver1, b2.ShortVersion()
+}
+
+// TestE2EModelReload: bad bundles dropped onto the watched path change
+// nothing; a good one is swapped in while a viewer keeps its stream.
+func TestE2EModelReload(t *testing.T) {
+	v1, v2, ver1, ver2 := bundles(t)
+	if ver1 == ver2 {
+		t.Fatal("the second bundle has the same version")
+	}
+	path := filepath.Join(t.TempDir(), "model.mwb")
+	writeAtomic(t, path, v1)
+	l := startLive(t, "--source", fixture.Path(t, "video", "demo.mp4"), "--model", path,
+		"--headless", "--listen", "127.0.0.1:0", "--reload-interval", "20ms",
+		"--admin-token", testToken)
+	s := l.waitStatus("frames", func(s edge.Status) bool { return s.Frames >= 2 })
+	if s.Model.Version != ver1 {
+		t.Fatalf("running version %q, want %q", s.Model.Version, ver1)
+	}
+
+	viewer := openStream(t, l.url+"/stream.mjpg")
+	viewer.next(t)
+
+	bad := [][]byte{
+		[]byte("this is not a model bundle"),
+		v1[:len(v1)/2], // cut short in a copy
+		append(append([]byte{}, v1[:100]...), make([]byte, len(v1)-100)...), // damaged
+	}
+	for i, b := range bad {
+		writeAtomic(t, path, b)
+		s = l.waitStatus("a refusal", func(s edge.Status) bool {
+			return s.Model.Reload != nil && s.Model.Reload.Refused == i+1
+		})
+		if s.Model.Version != ver1 || s.Model.Reload.Last.OK {
+			t.Fatalf("after bad bundle %d: version %q, outcome %+v", i, s.Model.Version,
+				s.Model.Reload.Last)
+		}
+		frames := s.Frames
+		l.waitStatus("frames after the refusal", func(s edge.Status) bool {
+			return s.Frames > frames+1
+		})
+	}
+	if code, body := l.post("/api/reload", testToken); code != http.StatusUnprocessableEntity {
+		t.Errorf("reload of a bad file on request: %d %s, want 422", code, body)
+	}
+
+	writeAtomic(t, path, v2)
+	s = l.waitStatus("the new version", func(s edge.Status) bool {
+		return s.Model.Version == ver2
+	})
+	if s.Model.Reload.Reloads != 1 || !s.Model.Reload.Last.OK {
+		t.Errorf("reload status %+v", s.Model.Reload)
+	}
+	frames := s.Frames
+	l.waitStatus("frames with the new model", func(s edge.Status) bool {
+		return s.Frames > frames+1
+	})
+	for i := 0; i < 2; i++ { // the same connection goes on
+		viewer.next(t)
+	}
+	if code, body := l.post("/api/reload", testToken); code != http.StatusOK ||
+		!strings.Contains(body, ver2) {
+		t.Errorf("reload on request: %d %s", code, body)
+	}
+	if code := l.stop(); code != exitOK {
+		t.Errorf("exit %d after cancel:\n%s", code, l.stderr.String())
+	}
+	if n := strings.Count(l.stderr.String(), "model refused"); n != 4 {
+		t.Errorf("%d refusals logged, want 4 (three files, one request)", n)
+	}
+}
+
+// streamReader reads an MJPEG stream part by part.
+type streamReader struct {
+	mr   *multipart.Reader
+	body interface{ Close() error }
+}
+
+func openStream(t *testing.T, url string) *streamReader {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &streamReader{mr: multipart.NewReader(resp.Body, params["boundary"]), body: resp.Body}
+}
+
+func (s *streamReader) next(t *testing.T) []byte {
+	t.Helper()
+	part, err := s.mr.NextPart()
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(part); err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(b.Bytes())); err != nil {
+		t.Fatalf("stream part is not a JPEG: %v", err)
+	}
+	return b.Bytes()
 }

@@ -151,10 +151,10 @@ func (w *Watcher) Reload(trigger string) (detect.Info, error) {
 		}
 	}
 	if err != nil {
+		w.log.Warn("model refused; the running model stays", "err", err, "trigger", trigger)
 		err = fmt.Errorf("%w: %w", ErrRefused, err)
 		out.Error = err.Error()
 		w.record(out)
-		w.log.Warn("model refused; the running model stays", "err", err, "trigger", trigger)
 		return detect.Info{}, err
 	}
 	info := d.Info()
