@@ -27,7 +27,13 @@ import (
 // that folding is exercised and class scores differ clearly.
 func randomDetector(t testing.TB, seed uint64) (frcnn.Config, net.Weights) {
 	t.Helper()
-	cfg := frcnn.DefaultConfig(net.MobileNetV3Large)
+	return randomBackbone(t, net.MobileNetV3Large, seed)
+}
+
+// randomBackbone is randomDetector with the backbone given.
+func randomBackbone(t testing.TB, bb net.Backbone, seed uint64) (frcnn.Config, net.Weights) {
+	t.Helper()
+	cfg := frcnn.DefaultConfig(bb)
 	s1, s2, err := cfg.Stages()
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +46,11 @@ func randomDetector(t testing.TB, seed uint64) (frcnn.Config, net.Weights) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if bb == net.ResNet50 {
+		// Without it, ResNet50's random residuals grow to 1e4 and the RPN
+		// proposes nothing.
+		recalibrate(t, m)
+	}
 	w, err := s1.Weights(m.Ctx.In(frcnn.Scope))
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +61,14 @@ func randomDetector(t testing.TB, seed uint64) (frcnn.Config, net.Weights) {
 	}
 	for k, v := range w2 {
 		w[k] = v
+	}
+	if bb == net.ResNet50 {
+		for _, name := range []string{"head/class/weights", "rpn/objectness/weights"} {
+			for i := range w[name].Values {
+				w[name].Values[i] *= 8
+			}
+		}
+		return cfg, w
 	}
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for _, name := range w.Names() { // in order: the draws must not depend on map order
@@ -71,6 +90,37 @@ func randomDetector(t testing.TB, seed uint64) (frcnn.Config, net.Weights) {
 		}
 	}
 	return cfg, w
+}
+
+// recalibrate sets m's batch-norm statistics from two photographs.
+func recalibrate(t testing.TB, m *frcnn.Model) {
+	t.Helper()
+	cfg := m.Config
+	spec := input.Spec{MaxSide: cfg.Size, Multiple: cfg.Size, Mean: cfg.Mean, Std: cfg.Std}
+	var r input.Resizer
+	var images []float32
+	for _, path := range testImages(t, 2) {
+		f := loadFrame(t, path)
+		plan, err := spec.Plan(f.Width, f.Height)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rgb, err := r.Resize(nil, sourceOf(f), plan, spec.PadColour())
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, input.Normalize(nil, rgb, spec.FloatTable())...)
+	}
+	done := false
+	if err := m.RecalibrateBatchNorm(func() ([]float32, int, error) {
+		if done {
+			return nil, 0, nil
+		}
+		done = true
+		return images, 2, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // exportBundle writes cfg and w as a bundle of precision p and reads it back
