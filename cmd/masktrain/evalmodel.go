@@ -91,8 +91,10 @@ type bundleDetector struct {
 	pix []byte
 }
 
+// BatchSize is 1: the edge detects frame by frame.
 func (b *bundleDetector) BatchSize() int { return 1 }
 
+// Detect converts each image to a frame and detects its faces.
 func (b *bundleDetector) Detect(ctx context.Context, imgs []image.Image) ([][]box.Detection,
 	error) {
 	out := make([][]box.Detection, len(imgs))
