@@ -360,7 +360,7 @@ func (p *Pipeline) publish(evs []track.Event, frame *camera.Frame, seq uint64) {
 		e := events.Event{Type: string(te.Kind), Track: tr.ID, Label: tr.Label,
 			Proper: tr.Proper, Score: tr.Score,
 			Box:  [4]float64{tr.Box.X1, tr.Box.Y1, tr.Box.X2, tr.Box.Y2},
-			Time: tr.Last, Seen: tr.Last.Sub(tr.First).Seconds(), Frame: seq,
+			Time: time.Now(), Seen: tr.Last.Sub(tr.First).Seconds(), Frame: seq,
 			Source: src, Device: p.cfg.Device}
 		if te.Kind == track.Enter {
 			p.mu.Lock()
