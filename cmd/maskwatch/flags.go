@@ -95,7 +95,8 @@ func runFlags() (*pflag.FlagSet, *options) {
 
 	fs.StringVar(&o.model, "model", "default", "model bundle `PATH`, or default (built in); "+
 		"the file is watched and a new valid bundle is swapped in")
-	fs.StringVar(&o.engine, "engine", "tflite", "`ENGINE`: tflite, or gomlx (pure Go)")
+	fs.StringVar(&o.engine, "engine", defaultEngine, "`ENGINE`: tflite (builds with cgo), or "+
+		"gomlx (pure Go, runs the bundle's float weights)")
 	fs.IntVar(&o.threads, "threads", 0, "inference threads `N` (0: every core)")
 	fs.StringVar(&o.delegate, "delegate", "cpu", "TFLite `DELEGATE`: cpu, xnnpack, gpu, "+
 		"nnapi, edgetpu or external:PATH")
