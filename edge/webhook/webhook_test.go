@@ -82,6 +82,13 @@ func TestRetriesUntilDelivered(t *testing.T) {
 	if e := <-got; e.Track != 7 || e.Type != "leave" {
 		t.Errorf("after a refused event, delivered %+v", e)
 	}
+	// The receiver has the event before the poster has its answer.
+	for deadline := time.Now().Add(30 * time.Second); p.Status().Delivered < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the second delivery was never counted")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	cancel()
 	<-done
 	st := p.Status()
