@@ -198,6 +198,8 @@ func TestPublisherDeliversAndRetries(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("after the broker came back the subscriber got %q", lines)
 	}
+	// The subscriber may have a message before the publisher has its PUBACK.
+	waitFor(t, func() bool { return pub.Status().Delivered >= 5 })
 	cancel()
 	<-done
 	st := pub.Status()
