@@ -30,8 +30,15 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MASKWATCH_TEST_MAIN") == "1" {
 		main()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if stopXvfb != nil {
+		stopXvfb()
+	}
+	os.Exit(code)
 }
+
+// stopXvfb stops the X server the window tests share, if one was started.
+var stopXvfb func()
 
 // demoJPEGs returns the first n frames of demo.mp4 as JPEG images.
 func demoJPEGs(t *testing.T, n int) [][]byte {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,32 +25,49 @@ import (
 	"github.com/maskwatch/maskwatch/train/fixture"
 )
 
-// startXvfb runs a virtual X server without a window manager (Debian's
-// xvfb, from make deps) and returns its DISPLAY.
-func startXvfb(t *testing.T, w, h int) string {
+// sharedXvfb starts, once for the test process, a virtual X server without
+// a window manager (Debian's xvfb, from make deps) and returns its DISPLAY.
+// Qt binds a process to the first display it opens, so every window test
+// of the process must use this one; TestMain stops it.
+func sharedXvfb(t *testing.T) string {
 	t.Helper()
-	r, wr, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0",
-		fmt.Sprintf("%dx%dx24", w, h), "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{wr}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start Xvfb (make deps installs xvfb): %v", err)
-	}
-	wr.Close()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+	xvfbOnce.Do(func() {
+		r, wr, err := os.Pipe()
+		if err != nil {
+			xvfbErr = err
+			return
+		}
+		cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "800x600x24",
+			"-nolisten", "tcp")
+		cmd.ExtraFiles = []*os.File{wr}
+		if err := cmd.Start(); err != nil {
+			xvfbErr = fmt.Errorf("start Xvfb (make deps installs xvfb): %w", err)
+			return
+		}
+		wr.Close()
+		stopXvfb = func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		line, err := bufio.NewReader(r).ReadString('\n')
+		r.Close()
+		if err != nil {
+			xvfbErr = fmt.Errorf("Xvfb gave no display number: %w", err)
+			return
+		}
+		xvfbDisplay = ":" + strings.TrimSpace(line)
 	})
-	line, err := bufio.NewReader(r).ReadString('\n')
-	r.Close()
-	if err != nil {
-		t.Fatalf("Xvfb gave no display number: %v", err)
+	if xvfbErr != nil {
+		t.Fatal(xvfbErr)
 	}
-	return ":" + strings.TrimSpace(line)
+	return xvfbDisplay
 }
+
+var (
+	xvfbOnce    sync.Once
+	xvfbDisplay string
+	xvfbErr     error
+)
 
 // screenshot grabs the virtual screen with ImageMagick's import.
 func screenshot(t *testing.T, display string) image.Image {
@@ -116,7 +134,7 @@ func photoWithFaces(t *testing.T) string {
 // in the right colours where they must be.
 func TestE2EWindowUnderXvfb(t *testing.T) {
 	folder := photoWithFaces(t)
-	disp := startXvfb(t, 800, 600)
+	disp := sharedXvfb(t)
 	t.Setenv("DISPLAY", disp)
 	runtimeDir := t.TempDir()
 	os.Chmod(runtimeDir, 0o700)
