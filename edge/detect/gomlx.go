@@ -56,6 +56,9 @@ func newGoMLXEngine(b *bundle.Bundle, opt Options) (*gomlxEngine, error) {
 
 func (e *gomlxEngine) name() string { return EngineGoMLX }
 
+// bucket is large: each batch size compiles a graph.
+func (e *gomlxEngine) bucket() int { return 16 }
+
 func (e *gomlxEngine) setInput(rgb []uint8, h, w int) error {
 	e.image = input.Normalize(e.image, rgb, e.table)
 	e.h, e.w = h, w

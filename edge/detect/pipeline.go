@@ -23,12 +23,11 @@ type engine interface {
 	// first n are real (the rest padding), and returns n RoIs' class
 	// logits [n*K] and deltas [n*4K].
 	stage2(pooled []float32, r, n int) (logits, deltas []float32, err error)
+	// bucket is what the number of RoIs stage 2 runs on is rounded up to a
+	// multiple of, so the engine resizes or compiles for few batch sizes.
+	bucket() int
 	close() error
 }
-
-// stage2Bucket rounds the number of RoIs stage 2 runs on up to a multiple
-// of it, so engines resize or compile for a few batch sizes only.
-const stage2Bucket = 16
 
 // pipeline is the Detector both engines share: letterbox and resize in
 // package input, stage 1, proposals and RoIAlign in package box, stage 2,
@@ -155,7 +154,8 @@ func (p *pipeline) detect(f Frame) ([]box.Detection, box.Letterbox, error) {
 
 	ra, c := p.cfg.RoIAlign, p.cfg.NeckChannels
 	n := len(proposals)
-	r := (n + stage2Bucket - 1) / stage2Bucket * stage2Bucket
+	bucket := p.engine.bucket()
+	r := (n + bucket - 1) / bucket * bucket
 	per := ra.OutH * ra.OutW * c
 	if cap(p.pooled) < r*per {
 		p.pooled = make([]float32, r*per)

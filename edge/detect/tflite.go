@@ -230,6 +230,9 @@ func int8s(t *tfl.Tensor) []int8 {
 
 func (e *tfliteEngine) name() string { return EngineTFLite }
 
+// bucket is small: a resize only reallocates tensors.
+func (e *tfliteEngine) bucket() int { return 4 }
+
 func (e *tfliteEngine) setInput(rgb []uint8, h, w int) error {
 	s := e.stages[0]
 	if err := s.resize([]int32{1, int32(h), int32(w), 3}); err != nil {
