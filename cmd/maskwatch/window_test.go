@@ -194,3 +194,74 @@ func TestE2EWindowUnderXvfb(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, l.stderr.String())
 	}
 }
+
+// TestE2EKioskBanner runs the kiosk full screen under a window manager (as a
+// kiosk's X session has one; Debian's matchbox-window-manager from make
+// deps) and checks that the screen shows the banner for the nearest face in
+// its colour, across most of the frame's width.
+func TestE2EKioskBanner(t *testing.T) {
+	folder := photoWithFaces(t)
+	disp := sharedXvfb(t)
+	t.Setenv("DISPLAY", disp)
+	runtimeDir := t.TempDir()
+	os.Chmod(runtimeDir, 0o700)
+	t.Setenv("XDG_RUNTIME_DIR", runtimeDir)
+	wm := exec.Command("matchbox-window-manager", "-use_titlebar", "no")
+	wm.Env = append(os.Environ(), "DISPLAY="+disp)
+	if err := wm.Start(); err != nil {
+		t.Fatalf("start matchbox-window-manager (make deps installs it): %v", err)
+	}
+	defer func() {
+		wm.Process.Kill()
+		wm.Wait()
+	}()
+
+	l := startLive(t, "--source", folder, "--fps", "5", "--kiosk",
+		"--listen", "127.0.0.1:0")
+	s := l.waitStatus("faces", func(s edge.Status) bool { return len(s.Faces) > 0 })
+	nearest, area := s.Faces[0], 0.0
+	for _, f := range s.Faces {
+		if a := (f.Box[2] - f.Box[0]) * (f.Box[3] - f.Box[1]); a > area {
+			nearest, area = f, a
+		}
+	}
+	want := draw.Red
+	if nearest.Proper {
+		want = draw.Green
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		img := screenshot(t, disp)
+		if longestRun(img, want) >= 400 { // the frame fills the 800 px screen's width
+			break
+		}
+		if time.Now().After(deadline) {
+			f, _ := os.CreateTemp("", "maskwatch-kiosk-*.png")
+			png.Encode(f, img)
+			f.Close()
+			t.Fatalf("no banner in %v across the screen; screenshot in %s", want, f.Name())
+		}
+	}
+	if code := l.stop(); code != exitOK {
+		t.Errorf("exit %d:\n%s", code, l.stderr.String())
+	}
+}
+
+// longestRun is the longest horizontal run of pixels of colour c.
+func longestRun(img image.Image, c draw.BGR) int {
+	b := img.Bounds()
+	best := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		run := 0
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if (draw.BGR{B: uint8(bl >> 8), G: uint8(g >> 8), R: uint8(r >> 8)}) == c {
+				run++
+				best = max(best, run)
+			} else {
+				run = 0
+			}
+		}
+	}
+	return best
+}
