@@ -244,7 +244,8 @@ func (c *Capture) Run(ctx context.Context) error {
 }
 
 // read delivers frames from an open source until it fails or ctx is done.
-func (c *Capture) read(ctx context.Context, src Source, back *Frame, backoff *time.Duration) error {
+func (c *Capture) read(ctx context.Context, src Source, back *Frame,
+	backoff *time.Duration) error {
 	var rate float64
 	if r, ok := src.(Rater); ok {
 		rate = r.FrameRate()

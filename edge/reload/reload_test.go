@@ -20,8 +20,9 @@ type fakeDetector struct {
 
 func (f *fakeDetector) Detect(detect.Frame) ([]detect.Face, error) { return nil, nil }
 func (f *fakeDetector) LastTimings() detect.Timings                { return detect.Timings{} }
-func (f *fakeDetector) Info() detect.Info                          { return detect.Info{Version: f.version} }
 func (f *fakeDetector) Close() error                               { f.closed = true; return nil }
+
+func (f *fakeDetector) Info() detect.Info { return detect.Info{Version: f.version} }
 
 func openFake(path string) (detect.Detector, error) {
 	b, err := os.ReadFile(path)
