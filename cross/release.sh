@@ -15,8 +15,9 @@
 #   SHA256SUMS         sums of the files beside it
 #
 # VERSION (default: git describe) is stamped into the binaries; DIST names
-# the output folder. The archives are reproducible: files sorted, owned by
-# root, dated at the last commit.
+# the output folder; TRIMPATH=0 keeps local paths in the binaries (tests do,
+# to reuse their build cache). The archives are reproducible: files sorted,
+# owned by root, dated at the last commit.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,7 +49,7 @@ for arch in arm64 amd64; do
   name=maskwatch-$version-linux-$arch
   stage=$work/$name
   mkdir -p "$stage"
-  export VERSION=$version LDFLAGS="-s -w" TRIMPATH=1
+  export VERSION=$version LDFLAGS="-s -w" TRIMPATH=${TRIMPATH:-1}
   bash "$here/cross/build.sh" full "$arch" "$work/full-$arch" "$pkg"
   bash "$here/cross/build.sh" static "$arch" "$work/static-$arch" "$pkg"
   install -m 0755 "$work/full-$arch/maskwatch" "$stage/maskwatch"
