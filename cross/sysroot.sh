@@ -94,25 +94,27 @@ indexes() {
   echo "sid=${l}_dists_sid_main_binary-${arch}_Packages"
 }
 
+# update_indexes fetches the package indexes; it fails when apt-get update
+# does, or leaves one of them missing.
 update_indexes() {
   log "fetching the arm64 package indexes of bookworm and sid"
   apt-get update -q -o APT::Update::Error-Mode=any 2>&1 |
     sed -n -e 's/^Get:[0-9]* /  get /p' -e '/^E:/p' -e '/^Err/p' -e '/^W:/p' >&2 ||
-    die "apt-get update failed (see above)"
+    { log "apt-get update failed (see above)"; return 1; }
   local f
   for f in $(indexes); do
-    [ -s "${f#*=}" ] || die "apt-get update did not write ${f#*=}"
+    [ -s "${f#*=}" ] || { log "apt-get update did not write ${f#*=}"; return 1; }
   done
   touch "$apt/lists/.updated"
 }
 
-stale=1
-if [ -f "$apt/lists/.updated" ] &&
-  [ -z "$(find "$apt/lists/.updated" -mmin +"$max_age_min")" ] &&
-  [ "${CROSS_REFRESH:-0}" != 1 ]; then
-  stale=0
+if [ ! -f "$apt/lists/.updated" ]; then
+  update_indexes || die "cannot fetch the package indexes: is deb.debian.org reachable?"
+elif [ -n "$(find "$apt/lists/.updated" -mmin +"$max_age_min")" ] ||
+  [ "${CROSS_REFRESH:-0}" = 1 ]; then
+  # Offline with indexes already here: go on with them, they may still do.
+  update_indexes || log "keeping the indexes of $(date -r "$apt/lists/.updated" +%F)"
 fi
-if [ "$stale" = 1 ]; then update_indexes; fi
 
 # --- which packages ----------------------------------------------------------
 plan() {
@@ -150,7 +152,7 @@ plan
 if ! download; then
   # sid moves every day: an old index names files the mirror has dropped.
   log "download failed; refreshing the indexes and trying once more"
-  update_indexes
+  update_indexes || die "cannot fetch the package indexes: is deb.debian.org reachable?"
   plan
   download || die "cannot download the sysroot packages (network or mirror problem above)"
 fi
