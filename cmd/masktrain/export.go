@@ -24,6 +24,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/spf13/pflag"
 
+	"github.com/maskwatch/maskwatch/edge/detect"
 	"github.com/maskwatch/maskwatch/models/backend"
 	"github.com/maskwatch/maskwatch/models/bundle"
 	"github.com/maskwatch/maskwatch/models/defaultmodel"
@@ -269,7 +270,7 @@ func calibrationImages(dirs []string, n int) ([]string, error) {
 	return picked, nil
 }
 
-// readSource decodes a photograph into RGB pixels.
+// readSource decodes a photograph into BGR pixels, as a camera gives them.
 func readSource(path string) (input.Source, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -280,14 +281,7 @@ func readSource(path string) (input.Source, error) {
 	if err != nil {
 		return input.Source{}, fmt.Errorf("%s: %w", path, err)
 	}
-	b := img.Bounds()
-	w, h := b.Dx(), b.Dy()
-	pix := make([]byte, 0, w*h*3)
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			pix = append(pix, byte(r>>8), byte(g>>8), byte(bl>>8))
-		}
-	}
-	return input.Source{Pix: pix, Width: w, Height: h, Stride: 3 * w}, nil
+	frame, _ := detect.FrameFromImage(img, nil)
+	return input.Source{Pix: frame.Pix, Width: frame.Width, Height: frame.Height,
+		Stride: frame.Stride, BGR: true}, nil
 }
