@@ -303,3 +303,73 @@ func TestConnectionLimit(t *testing.T) {
 	}
 	conns[0].Close()
 }
+
+// noisy is a frame of noise, whose JPEG is large enough to fill a socket's
+// buffers in a few frames.
+func noisy(seed byte) *camera.Frame {
+	var f camera.Frame
+	f.Reset(640, 480)
+	x := uint32(seed) + 1
+	for i := range f.Pix {
+		x = x*1664525 + 1013904223
+		f.Pix[i] = byte(x >> 24)
+	}
+	return &f
+}
+
+// TestSlowViewerDoesNotSlowOthers: a viewer that stops reading fills its
+// socket and is left behind; publishing never waits and another viewer
+// keeps getting new frames.
+func TestSlowViewerDoesNotSlowOthers(t *testing.T) {
+	r := start(t, Config{WriteTimeout: time.Second})
+	stuck, err := net.Dial("tcp", r.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	fmt.Fprintf(stuck, "GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+	// It never reads. Wait until the hub counts it.
+	for r.hub.Viewers() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	resp, err := http.Get(r.url + "/stream.mjpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	// A camera: new frames keep coming, whoever reads them.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			r.hub.Publish(noisy(byte(i)))
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	got := 0
+	for got < 40 {
+		part, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("reading viewer after %d frames: %v", got, err)
+		}
+		if _, err := io.Copy(io.Discard, part); err != nil {
+			t.Fatal(err)
+		}
+		got++
+	}
+	// The stuck viewer is dropped once a write has waited WriteTimeout.
+	for deadline := time.Now().Add(30 * time.Second); r.srv.Viewers() > 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d viewers: the stuck one was never dropped", r.srv.Viewers())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
