@@ -54,6 +54,7 @@ type exportOptions struct {
 	calib                          []string
 	calibImages, maxSide           int
 	json                           bool
+	sign                           string
 }
 
 func exportFlags() (*pflag.FlagSet, *exportOptions) {
@@ -73,6 +74,8 @@ func exportFlags() (*pflag.FlagSet, *exportOptions) {
 	fs.IntVar(&o.maxSide, "max-side", input.DefaultMaxSide, "frames larger than `N` px are "+
 		"shrunk to it on their longer side")
 	fs.BoolVar(&o.json, "json", false, "print one JSON line describing the bundle")
+	fs.StringVar(&o.sign, "sign", "", "sign the bundle with the ed25519 private `KEY` "+
+		"(masktrain keygen); devices started with --trust accept only signed bundles")
 	return fs, o
 }
 
@@ -110,6 +113,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if err != nil {
 		return commandUsageError(stderr, "export", err)
+	}
+	signKey, err := readSignKey(o.sign)
+	if err != nil {
+		return commandUsageError(stderr, "export", fmt.Errorf("--sign: %w", err))
 	}
 	var calib []string
 	if precision == tflite.INT8 {
@@ -153,6 +160,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	b, err := export.FromWeights(ctx, cfg, w, opt)
 	if err != nil {
 		slog.Error("export: failed", "err", err, "seconds", secondsSince(start))
+		return exitFailed
+	}
+	if err := signBundle(b, signKey); err != nil {
+		slog.Error("export: failed", "err", err)
 		return exitFailed
 	}
 	if err := bundle.Write(o.out, b); err != nil {

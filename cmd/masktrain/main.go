@@ -7,6 +7,9 @@
 //	masktrain train --backbone resnet50|mobilenetv3 --data DIR [--val DIR] --out DIR [flags]
 //	masktrain eval --model PATH --data DIR [--json] [flags]
 //	masktrain export --model CHECKPOINT --precision fp32|fp16|int8 --out FILE [flags]
+//	masktrain keygen --out PREFIX
+//	masktrain sign --key KEY BUNDLE
+//	masktrain deploy --to URL [--to URL ...] --token TOKEN BUNDLE
 //	masktrain help [COMMAND]
 //	masktrain --version
 //
@@ -54,6 +57,9 @@ Commands:
   train    train the Faster R-CNN detector from scratch (ResNet50 or MobileNetV3)
   eval     measure a model on a data set: accuracy, IoU, mAP, predictions
   export   write a model bundle for the edge: TFLite graphs (fp32, fp16, int8)
+  keygen   make an ed25519 key pair to sign bundles with
+  sign     sign a bundle with a private key
+  deploy   upload a bundle to devices and report what each did with it
   help     show this text, or a command's flags: masktrain help eda
 
 Flags:
@@ -112,6 +118,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runEval(ctx, args[1:], stdout, stderr)
 	case "export":
 		return runExport(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		return runKeygen(args[1:], stdout, stderr)
+	case "sign":
+		return runSign(ctx, args[1:], stdout, stderr)
+	case "deploy":
+		return runDeploy(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		return runHelp(args[1:], stdout, stderr)
 	case "--version", "version":
@@ -144,6 +156,18 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 	case "export":
 		fs, _ := exportFlags()
 		printCommandUsage(stdout, fs, exportUsage)
+		return exitOK
+	case "keygen":
+		fs, _ := keygenFlags()
+		printCommandUsage(stdout, fs, keygenUsage)
+		return exitOK
+	case "sign":
+		fs, _ := signFlags()
+		printCommandUsage(stdout, fs, signUsage)
+		return exitOK
+	case "deploy":
+		fs, _ := deployFlags()
+		printCommandUsage(stdout, fs, deployUsage)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "%s help: unknown command %q: run '%s help' for the list\n",

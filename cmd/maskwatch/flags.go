@@ -75,6 +75,7 @@ type options struct {
 	statsJSON         string
 	reloadInterval    time.Duration
 	logLevel          string
+	dev               deviceOptions
 }
 
 func runFlags() (*pflag.FlagSet, *options) {
@@ -106,6 +107,7 @@ func runFlags() (*pflag.FlagSet, *options) {
 		"(0 to 1): not drawn, counted or sent as events")
 	fs.DurationVar(&o.reloadInterval, "reload-interval", time.Second,
 		"how often the model file is checked for a new bundle (`DURATION`)")
+	addDeviceFlags(fs, &o.dev)
 
 	fs.StringVar(&o.display, "display", "none", "`MODE`: none or window (needs a display)")
 	fs.BoolVar(&o.headless, "headless", false, "no window: only the web page (--display none)")
@@ -346,6 +348,9 @@ func (o *options) check() (*settings, error) {
 	}
 	if o.reloadInterval <= 0 {
 		return nil, fmt.Errorf("--reload-interval %v: give a positive duration", o.reloadInterval)
+	}
+	if err := o.dev.check(); err != nil {
+		return nil, err
 	}
 	if o.device == "" {
 		o.device, _ = os.Hostname()

@@ -103,7 +103,8 @@ func (g *group) fail(err error) {
 // --max-frames is reached, the window is closed or ctx is done.
 func live(parent context.Context, s *settings, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	det, err := detect.Open(s.model, s.detect)
+	dev := newDevice(s, log)
+	det, err := dev.open()
 	if err != nil {
 		return fmt.Errorf("model %s: %w", s.model, err)
 	}
@@ -196,7 +197,7 @@ func live(parent context.Context, s *settings, stdout io.Writer, log *slog.Logge
 	if s.model != detect.DefaultModel {
 		watcher = reload.New(s.model, s.reloadInterval,
 			func(path string) (detect.Detector, error) {
-				d, err := detect.Open(path, s.detect)
+				d, err := dev.openFile(path)
 				debug.FreeOSMemory()
 				return d, err
 			},
@@ -216,6 +217,7 @@ func live(parent context.Context, s *settings, stdout io.Writer, log *slog.Logge
 				"jpeg_encode_ms": float64(mean.Microseconds()) / 1000}
 		}
 	}
+	dev.attach(p, watcher, srv)
 	p.SetExtras(extras)
 
 	// Start the outputs, then the capture, then the pipeline.

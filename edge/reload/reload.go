@@ -57,7 +57,7 @@ type Watcher struct {
 	log      *slog.Logger
 
 	mu     sync.Mutex // serialises loads
-	smu    sync.Mutex // guards status
+	smu    sync.Mutex // guards status and seen
 	status Status
 	seen   fileState
 }
@@ -119,7 +119,10 @@ func (w *Watcher) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := stat(w.path)
-		if !now.ok || now == w.seen {
+		w.smu.Lock()
+		seen := w.seen
+		w.smu.Unlock()
+		if !now.ok || now == seen {
 			pending = fileState{}
 			continue
 		}
@@ -127,10 +130,22 @@ func (w *Watcher) Run(ctx context.Context) {
 			pending = now // changed: wait one interval for it to settle
 			continue
 		}
+		w.smu.Lock()
 		w.seen = now
+		w.smu.Unlock()
 		pending = fileState{}
 		w.Reload("file")
 	}
+}
+
+// Settle takes the file as it is now for the one running, so that a change
+// its caller made and swapped in itself (a deployment, a rollback) is not
+// loaded a second time.
+func (w *Watcher) Settle() {
+	now := stat(w.path)
+	w.smu.Lock()
+	w.seen = now
+	w.smu.Unlock()
 }
 
 // ErrRefused wraps the reason a new bundle was not taken.

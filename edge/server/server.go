@@ -133,7 +133,10 @@ func (s *Server) Handler() http.Handler {
 			"default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'")
 		h.Set("Referrer-Policy", "no-referrer")
 		if r.Body != nil {
-			// Admin handlers narrow or widen this; the rest take no body.
+			// Admin handlers narrow or widen this (from the body kept in the
+			// context: a bound cannot be widened by wrapping); the rest take
+			// no body.
+			r = r.WithContext(context.WithValue(r.Context(), rawBodyKey{}, r.Body))
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		}
 		s.mux.ServeHTTP(w, r)
@@ -246,6 +249,10 @@ func (s *Server) static(name, ctype string) http.HandlerFunc {
 	}
 }
 
+// rawBodyKey keeps a request's body, before the server's default bound, in
+// its context.
+type rawBodyKey struct{}
+
 // admin checks the bearer token before h.
 func (s *Server) admin(h http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -267,7 +274,11 @@ func (s *Server) admin(h http.Handler, maxBody int64) http.Handler {
 				http.StatusRequestEntityTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		body := r.Body
+		if raw, ok := r.Context().Value(rawBodyKey{}).(io.ReadCloser); ok {
+			body = raw
+		}
+		r.Body = http.MaxBytesReader(w, body, maxBody)
 		h.ServeHTTP(w, r)
 	})
 }
