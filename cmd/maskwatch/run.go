@@ -33,6 +33,9 @@ import (
 	"github.com/maskwatch/maskwatch/edge/webhook"
 )
 
+// sourceStopWait is how long a stop waits for the source's last read.
+const sourceStopWait = 3 * time.Second
+
 // runLive is the run command.
 func runLive(ctx context.Context, args []string, stdout, stderr io.Writer,
 	environ []string) int {
@@ -242,13 +245,16 @@ func live(parent context.Context, s *settings, stdout io.Writer, log *slog.Logge
 	if rec != nil {
 		go func() { recDone <- rec.Run(recCtx) }()
 	}
-	g.go_("source", func() error {
-		err := capture.Run(ctx)
-		if errors.Is(err, camera.ErrEnded) {
-			return nil
+	// The source runs outside the group: a read blocked in a camera driver
+	// or on an idle stdin cannot be interrupted, and must not hold up the
+	// stop (see below).
+	sourceDone := make(chan struct{})
+	go func() {
+		defer close(sourceDone)
+		if err := capture.Run(ctx); err != nil && !errors.Is(err, camera.ErrEnded) {
+			g.fail(fmt.Errorf("source: %w", err))
 		}
-		return err
-	})
+	}()
 	pipeDone := make(chan struct{})
 	g.go_("pipeline", func() error {
 		defer close(pipeDone)
@@ -264,6 +270,12 @@ func live(parent context.Context, s *settings, stdout io.Writer, log *slog.Logge
 	<-pipeDone
 	cancel()
 	g.wg.Wait()
+	select {
+	case <-sourceDone:
+	case <-time.After(sourceStopWait):
+		log.Warn("the source is still blocked in a read; stopping without it",
+			"waited", sourceStopWait)
+	}
 	if rec != nil {
 		stopRec()
 		if err := <-recDone; err != nil {

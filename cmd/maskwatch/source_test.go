@@ -206,3 +206,65 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 		t.Errorf("no stop line:\n%s", strings.Join(logs, "\n"))
 	}
 }
+
+// TestSIGTERMWithIdleStdin: a stop is not held up by a source blocked in a
+// read that nothing can interrupt: stdin a blocking FIFO that stays open
+// with nothing coming, as from a stalled rpicam-vid.
+func TestSIGTERMWithIdleStdin(t *testing.T) {
+	frames := demoJPEGs(t, 3)
+	fifo := filepath.Join(t.TempDir(), "camera.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A raw descriptor keeps the FIFO in blocking mode (os.OpenFile would
+	// make it non-blocking), as a shell pipe is.
+	fd, err := syscall.Open(fifo, syscall.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe := os.NewFile(uintptr(fd), fifo)
+	defer pipe.Close()
+	cmd := exec.Command(os.Args[0], "run", "--source", "-", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "MASKWATCH_TEST_MAIN=1")
+	cmd.Stdin = pipe
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for _, f := range frames {
+			pipe.Write(f)
+		}
+	}()
+	out := bufio.NewScanner(outPipe)
+	if !out.Scan() || !strings.Contains(out.Text(), "page at ") {
+		t.Fatalf("maskwatch printed %q, not its page", out.Text())
+	}
+	l := &liveRun{t: t, url: strings.TrimRight(out.Text()[strings.Index(out.Text(), "http"):],
+		"/")}
+	// Every frame read: the source now waits in a read of the idle FIFO.
+	l.waitStatus("frames read", func(s edge.Status) bool { return s.Source.Captured == 3 })
+	sc := bufio.NewScanner(errPipe)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var logs []string
+	for sc.Scan() {
+		logs = append(logs, sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("maskwatch after SIGTERM with stdin idle: %v\n%s", err,
+			strings.Join(logs, "\n"))
+	}
+	all := strings.Join(logs, "\n")
+	if !strings.Contains(all, "maskwatch stopped") || !strings.Contains(all, "still blocked") {
+		t.Errorf("want the stop line and the blocked-source warning:\n%s", all)
+	}
+}
