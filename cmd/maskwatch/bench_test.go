@@ -120,7 +120,7 @@ func BenchmarkLive(b *testing.B) {
 	}
 	// The GoMLX engine runs the float weights; a third of the frames, as
 	// pure Go is slower.
-	configs = append(configs, config{"gomlx", "fp32"})
+	configs = append(configs, config{"gomlx", "float"})
 	for _, c := range configs {
 		b.Run(c.engine+"-"+c.precision, func(b *testing.B) {
 			n := frames
