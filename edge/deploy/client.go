@@ -86,6 +86,9 @@ func Upload(ctx context.Context, client *http.Client, device, token string,
 		return res
 	}
 	res.Message = strings.TrimSpace(string(body))
+	if resp.StatusCode == http.StatusRequestEntityTooLarge {
+		res.Stage = StageSize // refused by the server before the deployer saw it
+	}
 	if resp.StatusCode == http.StatusNotFound {
 		res.Message = "no /api/model here: is it a maskwatch that takes deployments?"
 	}

@@ -22,11 +22,11 @@ type CheckReport struct {
 // SelfCheck runs d on the stored frames (a mid-grey frame when there are
 // none) and fails when a detection fails, a face has a score outside
 // [0, 1] or a box that is not finite, or when the frames on which the
-// running model found faces (scored at least minScore) get none from d at
-// half that score: a model that sees nothing where the last one saw faces
-// is broken (weights lost, classes mixed up) far more often than it is
-// right. Frames on which the running model found nothing only check that d
-// runs.
+// running model found faces (scored at least minScore, so shown) get none
+// from d: a model that would show nothing where the last one showed faces
+// is broken (weights lost, a class head that scores every box alike) far
+// more often than it is right. Frames on which the running model found
+// nothing only check that d runs.
 func SelfCheck(d detect.Detector, frames []CheckFrame, minScore float64) (CheckReport, error) {
 	if len(frames) == 0 {
 		grey := detect.Frame{Pix: make([]byte, 640*480*3), Width: 640, Height: 480,
@@ -59,7 +59,7 @@ func SelfCheck(d detect.Detector, frames []CheckFrame, minScore float64) (CheckR
 		rep.RunningFaces += running
 		if running > 0 {
 			withFaces++
-			rep.NewFaces += count(faces, minScore/2)
+			rep.NewFaces += count(faces, minScore)
 		}
 	}
 	rep.MsPerFrame = float64(time.Since(start).Microseconds()) / 1000 / float64(rep.Frames)
