@@ -38,7 +38,7 @@ func sharedXvfb(t *testing.T) string {
 			return
 		}
 		cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "800x600x24",
-			"-nolisten", "tcp")
+			"-nolisten", "tcp", "-noreset")
 		cmd.ExtraFiles = []*os.File{wr}
 		if err := cmd.Start(); err != nil {
 			xvfbErr = fmt.Errorf("start Xvfb (make deps installs xvfb): %w", err)
@@ -56,6 +56,17 @@ func sharedXvfb(t *testing.T) string {
 			return
 		}
 		xvfbDisplay = ":" + strings.TrimSpace(line)
+		// Xvfb names its display a moment before it serves it, and Qt
+		// aborts the process if it cannot connect: wait for a client.
+		deadline := time.Now().Add(30 * time.Second)
+		for exec.Command("xdpyinfo", "-display", xvfbDisplay).Run() != nil {
+			if time.Now().After(deadline) {
+				xvfbErr = fmt.Errorf("Xvfb on %s accepts no client (xdpyinfo, from "+
+					"x11-utils)", xvfbDisplay)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	})
 	if xvfbErr != nil {
 		t.Fatal(xvfbErr)

@@ -50,7 +50,7 @@ func startXvfb(w, h int) (string, func(), error) {
 		return "", nil, err
 	}
 	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0",
-		fmt.Sprintf("%dx%dx24", w, h), "-nolisten", "tcp")
+		fmt.Sprintf("%dx%dx24", w, h), "-nolisten", "tcp", "-noreset")
 	cmd.ExtraFiles = []*os.File{wr}
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start Xvfb (make deps installs xvfb): %w", err)
@@ -66,7 +66,30 @@ func startXvfb(w, h int) (string, func(), error) {
 		stop()
 		return "", nil, fmt.Errorf("Xvfb gave no display number: %w", err)
 	}
-	return ":" + strings.TrimSpace(line), stop, nil
+	disp := ":" + strings.TrimSpace(line)
+	if err := waitX(disp); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return disp, stop, nil
+}
+
+// waitX polls until an X client can connect to disp: Xvfb names its display
+// a moment before it serves it, and Qt aborts the process if it cannot
+// connect.
+func waitX(disp string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := exec.Command("xdpyinfo", "-display", disp).Run()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("Xvfb on %s accepts no client (xdpyinfo, from x11-utils): %w",
+				disp, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // screenshot grabs the whole virtual screen with ImageMagick's import.
