@@ -1,30 +1,41 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 
 	"github.com/spf13/pflag"
 
 	"github.com/maskwatch/maskwatch/edge"
 	"github.com/maskwatch/maskwatch/edge/deploy"
 	"github.com/maskwatch/maskwatch/edge/detect"
+	"github.com/maskwatch/maskwatch/edge/finetune"
 	"github.com/maskwatch/maskwatch/edge/reload"
 	"github.com/maskwatch/maskwatch/edge/server"
 	"github.com/maskwatch/maskwatch/models/bundle"
 	"github.com/maskwatch/maskwatch/models/bundle/sign"
+	"github.com/maskwatch/maskwatch/models/defaultmodel"
 )
 
 // deviceOptions are run's flags for taking new models: deployments from a
 // desktop and the device's own fine-tuning.
 type deviceOptions struct {
-	trust        []string
-	maxModelSize string
+	trust         []string
+	maxModelSize  string
+	collect       string
+	collectQuota  string
+	collectMargin float64
+	finetuneKey   string
+	finetuneNice  int
 
 	// Checked values.
-	trustKeys []ed25519.PublicKey
-	maxBytes  int64
+	trustKeys  []ed25519.PublicKey
+	maxBytes   int64
+	quotaBytes int64
 }
 
 func addDeviceFlags(fs *pflag.FlagSet, o *deviceOptions) {
@@ -33,6 +44,16 @@ func addDeviceFlags(fs *pflag.FlagSet, o *deviceOptions) {
 		"deployments and to the watched model file")
 	fs.StringVar(&o.maxModelSize, "max-model-size", "256MiB", "largest bundle `SIZE` "+
 		"POST /api/model takes")
+	fs.StringVar(&o.collect, "collect", "", "keep frames to label in `DIR`: those the model "+
+		"was unsure of and those flagged on /admin (nothing is kept without it)")
+	fs.StringVar(&o.collectQuota, "collect-quota", "500MB", "disk `SIZE` the collection may "+
+		"use; the oldest unlabelled frames go first")
+	fs.Float64Var(&o.collectMargin, "collect-margin", 0.15, "a face scored within `M` of "+
+		"--min-score makes its frame one to label")
+	fs.StringVar(&o.finetuneKey, "finetune-key", "", "sign fine-tuned bundles with the "+
+		"private `KEY`; its public half is trusted (needed with --trust)")
+	fs.IntVar(&o.finetuneNice, "finetune-nice", 10, "nice `N` of fine-tunes started from "+
+		"/admin (0 to 19)")
 }
 
 func (o *deviceOptions) check() error {
@@ -49,6 +70,25 @@ func (o *deviceOptions) check() error {
 		return fmt.Errorf("--max-model-size: %w", err)
 	}
 	o.maxBytes = n
+	if o.quotaBytes, err = parseSize(o.collectQuota); err != nil {
+		return fmt.Errorf("--collect-quota: %w", err)
+	}
+	if !(o.collectMargin > 0 && o.collectMargin < 1) {
+		return fmt.Errorf("--collect-margin %g: give a score margin between 0 and 1",
+			o.collectMargin)
+	}
+	if o.finetuneNice < 0 || o.finetuneNice > 19 {
+		return fmt.Errorf("--finetune-nice %d: give 0 to 19", o.finetuneNice)
+	}
+	if o.finetuneKey != "" {
+		key, err := sign.ReadPrivateKey(o.finetuneKey)
+		if err != nil {
+			return fmt.Errorf("--finetune-key: %w", err)
+		}
+		if len(o.trustKeys) > 0 {
+			o.trustKeys = append(o.trustKeys, key.Public().(ed25519.PublicKey))
+		}
+	}
 	return nil
 }
 
@@ -94,8 +134,14 @@ func (d *device) openFile(path string) (detect.Detector, error) {
 	return d.tap.Wrap(det), err
 }
 
-// attach connects the deployer to the pipeline, the watcher and the page.
-func (d *device) attach(p *edge.Pipeline, w *reload.Watcher, srv *server.Server) {
+// attach connects the deployer to the pipeline, the watcher and the page,
+// and sets up collection and fine-tuning; runners it adds run for the
+// length of the live run.
+func (d *device) attach(ctx context.Context, p *edge.Pipeline, w *reload.Watcher,
+	srv *server.Server, extras *edge.Extras, runners *[]func()) error {
+	if err := d.attachFinetune(ctx, srv, extras, runners); err != nil {
+		return err
+	}
 	if d.deployer != nil {
 		settle := func() {}
 		if w != nil {
@@ -113,13 +159,79 @@ func (d *device) attach(p *edge.Pipeline, w *reload.Watcher, srv *server.Server)
 		})
 	}
 	if srv == nil {
-		return
+		return nil
 	}
 	if d.deployer == nil {
 		srv.HandleAdmin("/api/model", deploy.Refuse("this device runs its built-in model, "+
 			"which has no file to replace: start maskwatch with --model PATH to take "+
 			"deployments"), 0)
-		return
+		return nil
 	}
 	srv.HandleAdmin("/api/model", d.deployer.Handler(), d.deployer.MaxBytes())
+	return nil
+}
+
+// attachFinetune starts the collection (with --collect) and serves the
+// admin page with labelling and fine-tuning.
+func (d *device) attachFinetune(ctx context.Context, srv *server.Server, extras *edge.Extras,
+	runners *[]func()) error {
+	o := d.s.dev
+	var c *finetune.Collector
+	if o.collect != "" {
+		b, err := d.bundleMeta()
+		if err != nil {
+			return err
+		}
+		c, err = finetune.NewCollector(finetune.CollectConfig{Dir: o.collect,
+			Quota: o.quotaBytes, MinScore: d.s.minScore, Margin: o.collectMargin,
+			Classes: b.Meta.Model.Classes, Log: d.log,
+			VOCName: func(k int) string { return finetune.VOCName(b, k) }})
+		if err != nil {
+			return err
+		}
+		d.tap.AddObserver(c)
+		*runners = append(*runners, func() { c.Run(ctx) })
+		extras.More["collect"] = func() any { return c.Stats() }
+	}
+	var m *finetune.Manager
+	if c != nil && d.deployer != nil {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("fine-tuning: %w", err)
+		}
+		mc := finetune.ManagerConfig{Model: d.s.model, Collect: o.collect,
+			Engine: d.s.engine, Threads: d.s.threads, Nice: o.finetuneNice,
+			SignKey: o.finetuneKey, Log: d.log,
+			Command: func(ctx context.Context, args []string) *exec.Cmd {
+				return exec.CommandContext(ctx, self, args...)
+			},
+			Install: func(ctx context.Context, data []byte) deploy.Outcome {
+				return d.deployer.Deploy(ctx, deploy.Request{Data: data, Source: "finetune",
+					From: "this device"})
+			}}
+		if len(o.trustKeys) > 0 && o.finetuneKey == "" {
+			mc.Unavailable = "this device takes only signed bundles (--trust): give " +
+				"--finetune-key KEY to sign what it fine-tunes"
+		}
+		m = finetune.NewManager(mc)
+		extras.More["finetune"] = func() any { return m.Status() }
+	}
+	if srv == nil {
+		return nil
+	}
+	routes := finetune.NewRoutes(ctx, c, m)
+	srv.Handle("GET /admin", routes.Page)
+	srv.Handle("GET /admin.js", routes.Script)
+	for pattern, h := range routes.Admin {
+		srv.HandleAdmin(pattern, h, 0)
+	}
+	return nil
+}
+
+// bundleMeta reads the running model's bundle for its classes.
+func (d *device) bundleMeta() (*bundle.Bundle, error) {
+	if d.s.model == detect.DefaultModel {
+		return defaultmodel.Load()
+	}
+	return bundle.Read(d.s.model)
 }

@@ -5,6 +5,7 @@
 // Usage:
 //
 //	maskwatch run --source SPEC [--model PATH|default] [flags]
+//	maskwatch finetune --model PATH [--collect DIR] [--data DIR ...] [flags]
 //	maskwatch help [run]
 //	maskwatch --version
 //
@@ -45,6 +46,7 @@ Usage:
 Commands:
   run      detect on a camera, file, stream or folder; show a window, a kiosk
            screen or a headless web page
+  finetune train the running model on labelled frames of this device's scene
   help     show this text, or the flags of run: maskwatch help run
 
 Flags:
@@ -75,10 +77,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runLive(ctx, args[1:], stdout, stderr, os.Environ())
+	case "finetune":
+		return runFinetune(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "run" {
 			fs, _ := runFlags()
 			fmt.Fprint(stdout, runUsage+"\nFlags:\n"+fs.FlagUsages())
+			return exitOK
+		}
+		if len(args) > 1 && args[1] == "finetune" {
+			fs, _ := finetuneFlags()
+			fmt.Fprint(stdout, finetuneUsage+"\nFlags:\n"+fs.FlagUsages())
 			return exitOK
 		}
 		if len(args) > 1 {

@@ -220,7 +220,10 @@ func live(parent context.Context, s *settings, stdout io.Writer, log *slog.Logge
 				"jpeg_encode_ms": float64(mean.Microseconds()) / 1000}
 		}
 	}
-	dev.attach(p, watcher, srv)
+	if err := dev.attach(ctx, p, watcher, srv, &extras, &runners); err != nil {
+		det.Close()
+		return err
+	}
 	p.SetExtras(extras)
 
 	// Start the outputs, then the capture, then the pipeline.

@@ -191,3 +191,20 @@ func (s store) writeHistory(h []Outcome) error {
 	}
 	return nil
 }
+
+// InstallFile makes data the bundle at path the way a deployment does: a
+// new file beside it, synced, renamed over it, the bundle it replaces kept
+// as PATH.prev. A maskwatch watching path then loads it (and checks it).
+// data is not checked here: check it before.
+func InstallFile(path string, data []byte) error {
+	s := store{path: path}
+	staged, err := s.stage(data)
+	if err != nil {
+		return fmt.Errorf("install %s: %w", path, err)
+	}
+	defer os.Remove(staged)
+	if err := s.install(staged); err != nil {
+		return fmt.Errorf("install %s: %w", path, err)
+	}
+	return nil
+}
