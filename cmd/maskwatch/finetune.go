@@ -25,7 +25,8 @@ import (
 	"github.com/maskwatch/maskwatch/train/progress"
 )
 
-const finetuneUsage = `Usage: maskwatch finetune --model PATH [--collect DIR] [--data DIR ...] [flags]
+const finetuneUsage = `Usage: maskwatch finetune --model PATH [--collect DIR] [--data DIR ...]
+                          [flags]
 
 Fine-tunes the model the device runs on labelled images of its own scene:
 the frames collected with maskwatch run --collect DIR and labelled on the

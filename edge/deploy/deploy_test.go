@@ -37,8 +37,9 @@ type fakeDetector struct {
 
 func (f *fakeDetector) Detect(detect.Frame) ([]detect.Face, error) { return f.faces, f.err }
 func (f *fakeDetector) LastTimings() detect.Timings                { return detect.Timings{} }
-func (f *fakeDetector) Info() detect.Info                          { return detect.Info{Version: f.version} }
 func (f *fakeDetector) Close() error                               { f.closed = true; return nil }
+
+func (f *fakeDetector) Info() detect.Info { return detect.Info{Version: f.version} }
 
 var face = detect.Face{Box: box.Box{X1: 10, Y1: 10, X2: 90, Y2: 90}, Label: "proper", Score: 0.9}
 

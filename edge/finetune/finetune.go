@@ -444,7 +444,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if m.better(st.Best) {
 			st.Best, st.BestEpoch, best = m, epoch, w
 			if opt.State != "" {
-				if err := writeWeights(filepath.Join(opt.State, bestFile), w, tr.nets()); err != nil {
+				path := filepath.Join(opt.State, bestFile)
+				if err := writeWeights(path, w, tr.nets()); err != nil {
 					return nil, err
 				}
 			}
