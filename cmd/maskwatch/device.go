@@ -52,7 +52,7 @@ func addDeviceFlags(fs *pflag.FlagSet, o *deviceOptions) {
 		"--min-score makes its frame one to label")
 	fs.StringVar(&o.finetuneKey, "finetune-key", "", "sign fine-tuned bundles with the "+
 		"private `KEY`; its public half is trusted (needed with --trust)")
-	fs.IntVar(&o.finetuneNice, "finetune-nice", 10, "nice `N` of fine-tunes started from "+
+	fs.IntVar(&o.finetuneNice, "finetune-nice", 19, "nice `N` of fine-tunes started from "+
 		"/admin (0 to 19)")
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,7 @@ type finetuneOptions struct {
 	noDeploy, json             bool
 	progressJSON               string
 	logLevel                   string
+	memoryLimit                string
 }
 
 func finetuneFlags() (*pflag.FlagSet, *finetuneOptions) {
@@ -82,7 +84,7 @@ func finetuneFlags() (*pflag.FlagSet, *finetuneOptions) {
 	fs.StringVar(&o.engine, "engine", defaultEngine, "`ENGINE` the bundles are measured with "+
 		"(the device's: tflite or gomlx)")
 	fs.IntVar(&o.threads, "threads", 0, "training threads `N` (0: every core)")
-	fs.IntVar(&o.nice, "nice", 10, "run at nice `N` (0 to 19) so live detection keeps the CPU")
+	fs.IntVar(&o.nice, "nice", 19, "run at nice `N` (0 to 19) so live detection keeps the CPU")
 	fs.StringVar(&o.device, "device", "", "deploy to the maskwatch at `URL` instead of over "+
 		"the --model file")
 	fs.StringVar(&o.token, "token", "", "the device's admin `TOKEN` (with --device)")
@@ -90,6 +92,9 @@ func finetuneFlags() (*pflag.FlagSet, *finetuneOptions) {
 	fs.StringVar(&o.signKey, "sign", "", "sign the new bundle with the private `KEY` (needed "+
 		"when the device runs with --trust)")
 	fs.BoolVar(&o.noDeploy, "no-deploy", false, "only write the new bundle")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "400MiB", "soft limit of the Go heap "+
+		"(`SIZE`, or off): the collector works harder near it, trading some speed for a "+
+		"peak that fits small devices; GOMEMLIMIT overrides it")
 	fs.StringVar(&o.progressJSON, "progress-json", "", "keep the progress in `FILE` as JSON")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL`: debug, info, warn or error")
@@ -115,6 +120,13 @@ func runFinetune(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	b, token, err := o.check(fs)
 	if err != nil {
 		return finetuneUsageError(stderr, err)
+	}
+	if o.memoryLimit != "off" && os.Getenv("GOMEMLIMIT") == "" {
+		limit, err := parseSize(o.memoryLimit)
+		if err != nil {
+			return finetuneUsageError(stderr, fmt.Errorf("--memory-limit: %w", err))
+		}
+		debug.SetMemoryLimit(limit)
 	}
 	if err := finetune.LowerPriority(o.nice); err != nil {
 		log.Warn("finetune: running at the usual priority", "err", err)

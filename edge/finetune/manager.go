@@ -27,7 +27,7 @@ type ManagerConfig struct {
 	// Model is the running model file; Collect the collection folder.
 	Model, Collect string
 	// Engine and Threads are the device's (the new bundle is measured as
-	// it will run); Nice is the child's priority (10 when 0).
+	// it will run); Nice is the child's priority (19, the lowest, when 0).
 	Engine  string
 	Threads int
 	Nice    int
@@ -83,7 +83,7 @@ type Manager struct {
 // NewManager makes a Manager.
 func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Nice == 0 {
-		cfg.Nice = 10
+		cfg.Nice = 19
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
