@@ -405,6 +405,19 @@ func TestE2EDeploy(t *testing.T) {
 	if got, _ := os.ReadFile(model); versionOfBytes(t, got) != oldVersion {
 		t.Error("the model file was not restored from the previous bundle")
 	}
+
+	// --trust holds for the watched file too: an unsigned bundle dropped on
+	// the model path is refused.
+	unsignedData, _ := os.ReadFile(unsigned)
+	writeAtomic(t, model, unsignedData)
+	dev.waitFor("the watcher's refusal", func(s edge.Status) bool {
+		return s.Model.Reload != nil && s.Model.Reload.Refused > 0
+	})
+	if r := dev.status().Model.Reload; r.Last == nil ||
+		!strings.Contains(r.Last.Error, "not signed") {
+		t.Errorf("watcher outcome %+v, want a refusal for the missing signature", r.Last)
+	}
+	dev.serving(oldVersion, "an unsigned bundle dropped on the model path")
 }
 
 func versionOfBytes(t *testing.T, data []byte) string {
