@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 
 	"github.com/spf13/pflag"
 
@@ -24,13 +25,14 @@ import (
 // deviceOptions are run's flags for taking new models: deployments from a
 // desktop and the device's own fine-tuning.
 type deviceOptions struct {
-	trust         []string
-	maxModelSize  string
-	collect       string
-	collectQuota  string
-	collectMargin float64
-	finetuneKey   string
-	finetuneNice  int
+	trust           []string
+	maxModelSize    string
+	collect         string
+	collectQuota    string
+	collectMargin   float64
+	finetuneKey     string
+	finetuneNice    int
+	finetuneThreads int
 
 	// Checked values.
 	trustKeys  []ed25519.PublicKey
@@ -53,7 +55,9 @@ func addDeviceFlags(fs *pflag.FlagSet, o *deviceOptions) {
 	fs.StringVar(&o.finetuneKey, "finetune-key", "", "sign fine-tuned bundles with the "+
 		"private `KEY`; its public half is trusted (needed with --trust)")
 	fs.IntVar(&o.finetuneNice, "finetune-nice", 19, "nice `N` of fine-tunes started from "+
-		"/admin (0 to 19)")
+		"/admin (0 to 19; 19 also uses the idle scheduling class)")
+	fs.IntVar(&o.finetuneThreads, "finetune-threads", 0, "training threads `N` of "+
+		"fine-tunes started from /admin (0: one fewer than the cores, at least 1)")
 }
 
 func (o *deviceOptions) check() error {
@@ -79,6 +83,12 @@ func (o *deviceOptions) check() error {
 	}
 	if o.finetuneNice < 0 || o.finetuneNice > 19 {
 		return fmt.Errorf("--finetune-nice %d: give 0 to 19", o.finetuneNice)
+	}
+	if o.finetuneThreads < 0 {
+		return fmt.Errorf("--finetune-threads %d: give 0 or more", o.finetuneThreads)
+	}
+	if o.finetuneThreads == 0 {
+		o.finetuneThreads = max(runtime.NumCPU()-1, 1)
 	}
 	if o.finetuneKey != "" {
 		key, err := sign.ReadPrivateKey(o.finetuneKey)
@@ -200,7 +210,7 @@ func (d *device) attachFinetune(ctx context.Context, srv *server.Server, extras 
 			return fmt.Errorf("fine-tuning: %w", err)
 		}
 		mc := finetune.ManagerConfig{Model: d.s.model, Collect: o.collect,
-			Engine: d.s.engine, Threads: d.s.threads, Nice: o.finetuneNice,
+			Engine: d.s.engine, Threads: o.finetuneThreads, Nice: o.finetuneNice,
 			SignKey: o.finetuneKey, Log: d.log,
 			Command: func(ctx context.Context, args []string) *exec.Cmd {
 				return exec.CommandContext(ctx, self, args...)

@@ -182,8 +182,9 @@ func benchLabelled(b *testing.B, n int) string {
 // BenchmarkDetectWhileFinetuning measures live detection (the int8 default
 // bundle on demo.mp4, every frame detected, 2 threads) alone and while a
 // fine-tune of the box head trains in another process, at nice 19 (the
-// default) with 2 threads and with 1, nice 10 and nice 0, 2 threads each:
-// detection p50 and p99 in ms, fps, and how much slower p50 is than alone.
+// default: also the idle scheduling class) with 1 thread (the default from
+// the page on 2 cores) and 2, nice 10 and nice 0 with 2 threads: detection
+// p50 and p99 in ms, fps, and how much slower p50 is than alone.
 func BenchmarkDetectWhileFinetuning(b *testing.B) {
 	demo := fixture.Path(b, "video", "demo.mp4")
 	frames := strconv.Itoa(benchEnv("MASKWATCH_BENCH_FRAMES", 60))
@@ -195,10 +196,15 @@ func BenchmarkDetectWhileFinetuning(b *testing.B) {
 		return benchRun(b, "--source", demo, "--pace", "all", "--exit-at-end",
 			"--max-frames", frames, "--model", "default", "--threads", "2")
 	}
+	// Alone is measured before and after, and the faster kept: other work
+	// on the machine would otherwise pass for the fine-tune's.
 	alone := live()
-	b.ReportMetric(alone.Stages[edge.StageDetect].P50, "alone_p50_ms")
-	b.ReportMetric(alone.Stages[edge.StageDetect].P99, "alone_p99_ms")
-	for _, c := range []struct{ nice, threads int }{{19, 2}, {19, 1}, {10, 2}, {0, 2}} {
+	type result struct {
+		tag    string
+		during edge.RunStats
+	}
+	var results []result
+	for _, c := range []struct{ nice, threads int }{{19, 1}, {19, 2}, {10, 2}, {0, 2}} {
 		state := filepath.Join(b.TempDir(), "state")
 		progress := filepath.Join(state, "progress.json")
 		cmd := exec.Command(os.Args[0], "finetune", "--no-deploy", "--log-level", "warn",
@@ -213,14 +219,24 @@ func BenchmarkDetectWhileFinetuning(b *testing.B) {
 		during := live()
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
-		tag := "nice" + strconv.Itoa(c.nice) + "_t" + strconv.Itoa(c.threads)
-		p50, p99 := during.Stages[edge.StageDetect].P50, during.Stages[edge.StageDetect].P99
-		b.ReportMetric(p50, tag+"_p50_ms")
-		b.ReportMetric(p99, tag+"_p99_ms")
-		b.ReportMetric(p50/alone.Stages[edge.StageDetect].P50, tag+"_p50_x")
-		b.ReportMetric(during.FPS, tag+"_fps")
+		results = append(results, result{"nice" + strconv.Itoa(c.nice) + "_t" +
+			strconv.Itoa(c.threads), during})
 	}
+	if again := live(); again.Stages[edge.StageDetect].P50 <
+		alone.Stages[edge.StageDetect].P50 {
+		alone = again
+	}
+	base := alone.Stages[edge.StageDetect]
+	b.ReportMetric(base.P50, "alone_p50_ms")
+	b.ReportMetric(base.P99, "alone_p99_ms")
 	b.ReportMetric(alone.FPS, "alone_fps")
+	for _, r := range results {
+		q := r.during.Stages[edge.StageDetect]
+		b.ReportMetric(q.P50, r.tag+"_p50_ms")
+		b.ReportMetric(q.P99, r.tag+"_p99_ms")
+		b.ReportMetric(q.P50/base.P50, r.tag+"_p50_x")
+		b.ReportMetric(r.during.FPS, r.tag+"_fps")
+	}
 }
 
 // waitTraining waits until the fine-tune writing progress is in its

@@ -118,6 +118,7 @@ type tapped struct {
 	tap *Tap
 }
 
+// Detect detects on f and hands the frame and its faces to the tap.
 func (d *tapped) Detect(f detect.Frame) ([]detect.Face, error) {
 	faces, err := d.Detector.Detect(f)
 	if err == nil {

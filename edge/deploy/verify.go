@@ -38,8 +38,10 @@ type Refusal struct {
 	Err   error
 }
 
+// Error says the stage and the reason.
 func (r *Refusal) Error() string { return r.Stage + ": " + r.Err.Error() }
 
+// Unwrap returns the reason.
 func (r *Refusal) Unwrap() error { return r.Err }
 
 func refuse(stage string, code int, err error) *Refusal {

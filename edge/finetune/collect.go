@@ -62,8 +62,9 @@ func StateDir(dir string) string { return filepath.Join(dir, "finetune") }
 // CollectConfig configures a Collector.
 type CollectConfig struct {
 	Dir string
-	// Quota bounds the bytes the folder may hold; the oldest pending frames
-	// go first, and labelled ones are never removed.
+	// Quota bounds the bytes the frames and labels may take (the
+	// fine-tune's state in DIR/finetune is not counted); the oldest pending
+	// frames go first, and labelled ones are never removed.
 	Quota int64
 	// MinScore is the pipeline's threshold: a face scored within Margin of
 	// it (0.15 when 0) makes its frame one the model was unsure of.
@@ -165,7 +166,9 @@ func NewCollector(cfg CollectConfig) (*Collector, error) {
 		}
 	}
 	c := &Collector{cfg: cfg, log: cfg.Log, ch: make(chan pendingFrame, 2)}
-	c.used = dirBytes(cfg.Dir)
+	// The quota counts frames and labels, not the fine-tune's state beside them.
+	c.used = dirBytes(filepath.Join(cfg.Dir, pendingDir)) +
+		dirBytes(filepath.Join(cfg.Dir, labelledDir))
 	return c, nil
 }
 

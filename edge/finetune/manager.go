@@ -26,8 +26,9 @@ type ManagerConfig struct {
 	Command func(ctx context.Context, args []string) *exec.Cmd
 	// Model is the running model file; Collect the collection folder.
 	Model, Collect string
-	// Engine and Threads are the device's (the new bundle is measured as
-	// it will run); Nice is the child's priority (19, the lowest, when 0).
+	// Engine is the device's (the new bundle is measured as it will run);
+	// Threads the child's training threads (0: every core); Nice its
+	// priority (19, the lowest, when 0).
 	Engine  string
 	Threads int
 	Nice    int
