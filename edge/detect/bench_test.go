@@ -45,12 +45,13 @@ func benchBundles(b *testing.B) map[tflite.Precision]*bundle.Bundle {
 
 // BenchmarkDetect640x480 times the detector on a 640x480 frame (a
 // photograph of facemask/val letterboxed to a camera's size), for each
-// precision of the default model, each engine and 1 or 2 threads: the
-// stages in ms per frame (pre: resize and normalise or quantise; stage1:
-// backbone, neck, RPN; stage2: RoIAlign and the box head; post: proposals,
-// box decoding and NMS in Go), their total, and the bundle's size.
-// Times are wall clock: other work on the machine slows them, threads
-// the most (a TFLite worker waiting for a busy core holds the others).
+// precision of the default model and each engine, TFLite on 1 and 2
+// threads, GoMLX on every core (threads=0): the stages in ms per frame
+// (pre: resize and normalise or quantise; stage1: backbone, neck, RPN;
+// stage2: RoIAlign and the box head; post: proposals, box decoding and NMS
+// in Go), their total, and the bundle's size. Times are wall clock: other
+// work on the machine slows them, threads the most (a TFLite worker waiting
+// for a busy core holds the others).
 func BenchmarkDetect640x480(b *testing.B) {
 	frame := frame640(b)
 	bundles := benchBundles(b)
@@ -65,7 +66,11 @@ func BenchmarkDetect640x480(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, engine := range engines {
-			for _, threads := range []int{1, 2} {
+			threadCounts := []int{1, 2}
+			if engine == EngineGoMLX {
+				threadCounts = []int{0} // every core: see gomlxEngine
+			}
+			for _, threads := range threadCounts {
 				b.Run(fmt.Sprintf("%s/%s/threads=%d", p, engine, threads), func(b *testing.B) {
 					d, err := OpenBundle(bu, string(p), Options{Engine: engine, Threads: threads})
 					if err != nil {

@@ -17,6 +17,8 @@ import (
 // input size it meets (a camera's frames have one) and stage 2 once per
 // bucket of RoIs. An int8 or fp16 bundle runs its float weights here, so
 // its detections are those of the float model, not of its TFLite graphs.
+// It uses every core whatever Options.Threads says: GoMLX v0.26.0's
+// pure-Go backend deadlocks with a limit on its parallelism.
 type gomlxEngine struct {
 	backend                    backends.Backend
 	stage1Runner, stage2Runner *net.Runner
@@ -31,7 +33,7 @@ func newGoMLXEngine(b *bundle.Bundle, opt Options) (*gomlxEngine, error) {
 		return nil, fmt.Errorf("gomlx engine: bundle %s carries no float weights; export it "+
 			"with --weights float16 or float32, or use the tflite engine", b.ShortVersion())
 	}
-	be, err := backend.New(fmt.Sprintf("parallelism=%d", opt.Threads))
+	be, err := backend.New("")
 	if err != nil {
 		return nil, fmt.Errorf("gomlx engine: %w", err)
 	}

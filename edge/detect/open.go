@@ -25,7 +25,8 @@ type Options struct {
 	// Engine is "tflite" (the default) or "gomlx" (pure Go, runs the
 	// bundle's float weights; for devices or builds without TFLite).
 	Engine string
-	// Threads is how many threads inference may use; 0 means every core.
+	// Threads is how many threads TFLite inference may use; 0 means every
+	// core. The gomlx engine always uses every core.
 	// TFLite's threads wait for one another at every operator: on cores
 	// that other work keeps busy, more threads can be several times slower
 	// than one (make bench shows both).
