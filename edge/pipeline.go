@@ -63,6 +63,10 @@ type Config struct {
 	NoOverlay bool
 	// MinScore drops faces scored lower, on top of the model's own threshold.
 	MinScore float64
+	// FaceOverlap merges faces of different labels: of two boxes whose IoU
+	// is above it, only the higher-scored is kept, so a face unsure between
+	// the classes shows one box, not a green and a red one (0: keep both).
+	FaceOverlap float64
 	// MaxFrames ends Run after that many frames (0: no limit).
 	MaxFrames int
 	// Device names this device in events.
@@ -102,6 +106,7 @@ type Pipeline struct {
 	detErrors atomic.Uint64
 	rate      stats.Rate
 	latency   stats.Latency
+	merge     faceMerger // used by the loop goroutine only
 	stages    map[string]*stats.Latency
 
 	mu                              sync.Mutex
@@ -251,6 +256,9 @@ func (p *Pipeline) process(det detect.Detector, tracker *track.Tracker, ann *dra
 			}
 		}
 		faces = kept
+	}
+	if p.cfg.FaceOverlap > 0 {
+		faces = p.merge.faces(faces, p.cfg.FaceOverlap)
 	}
 
 	*evs = tracker.Update(faces, raw.Time, (*evs)[:0])

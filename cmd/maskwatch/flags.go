@@ -54,6 +54,7 @@ type options struct {
 	kioskOK, kioskBad string
 	noOverlay         bool
 	minScore          float64
+	faceOverlap       float64
 	blur              bool
 	snapshots         string
 	snapshotQuota     string
@@ -105,6 +106,8 @@ func runFlags() (*pflag.FlagSet, *options) {
 		"delegate cannot load, instead of failing")
 	fs.Float64Var(&o.minScore, "min-score", 0.5, "ignore faces scored below `SCORE` "+
 		"(0 to 1): not drawn, counted or sent as events")
+	fs.Float64Var(&o.faceOverlap, "face-overlap", 0.5, "of two faces with different labels "+
+		"whose boxes overlap more than this `IOU`, keep the higher-scored (0: keep both)")
 	fs.DurationVar(&o.reloadInterval, "reload-interval", time.Second,
 		"how often the model file is checked for a new bundle (`DURATION`)")
 	addDeviceFlags(fs, &o.dev)
@@ -292,6 +295,10 @@ func (o *options) check() (*settings, error) {
 	}
 	if o.minScore < 0 || o.minScore > 1 {
 		return nil, fmt.Errorf("--min-score %g: give a score from 0 to 1", o.minScore)
+	}
+	if !(o.faceOverlap >= 0 && o.faceOverlap < 1) {
+		return nil, fmt.Errorf("--face-overlap %g: give an IoU from 0 (keep every box) "+
+			"to below 1", o.faceOverlap)
 	}
 	switch o.display {
 	case "none":

@@ -77,6 +77,7 @@ func TestSettingsErrors(t *testing.T) {
 		{[]string{"--snapshot-quota", "lots"}, nil, "--snapshot-quota"},
 		{[]string{"--mqtt-qos", "2"}, nil, "--mqtt-qos"},
 		{[]string{"--min-score", "3"}, nil, "--min-score"},
+		{[]string{"--face-overlap", "1"}, nil, "--face-overlap"},
 		{[]string{"--jpeg-quality", "0"}, nil, "--jpeg-quality"},
 		{[]string{"--record", "out.gif", "--source", "x.mp4"}, nil, ".gif"},
 		{[]string{"extra"}, nil, "unexpected argument"},

@@ -130,7 +130,7 @@ func live(parent context.Context, s *settings, stdout io.Writer, log *slog.Logge
 	bus := events.NewBus()
 	cfg := edge.Config{Capture: capture, Detector: det, Bus: bus, Blur: s.blur,
 		Kiosk: s.kiosk, NoOverlay: s.noOverlay, MinScore: s.minScore,
-		MaxFrames: s.maxFrames, Device: s.device, Version: version, Log: log,
+		FaceOverlap: s.faceOverlap, MaxFrames: s.maxFrames, Device: s.device, Version: version, Log: log,
 		Texts: draw.Texts{KioskOK: s.kioskOK, KioskWarn: s.kioskBad}}
 
 	ctx, cancel := context.WithCancel(parent)
