@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -38,7 +41,7 @@ type trainOptions struct {
 	data, val                      []string
 	epochs, batch, size, workers   int
 	trainEval, recalibrate         int
-	lr, clip                       float64
+	lr, clip, memoryGiB            float64
 	seed                           uint64
 	resume, noAugment, strict      bool
 }
@@ -69,6 +72,9 @@ func trainFlags() (*pflag.FlagSet, *trainOptions) {
 	fs.BoolVar(&o.resume, "resume", false, "continue the run in --out")
 	fs.BoolVar(&o.noAugment, "no-augment", false, "no flips, zoom or colour jitter")
 	fs.BoolVar(&o.strict, "strict", false, "refuse data sets with any problem")
+	fs.Float64Var(&o.memoryGiB, "memory-limit", -1, "soft limit of the Go heap in `GIB` "+
+		"(0: none; default: half the machine's memory): the collector works harder near it "+
+		"instead of letting the heap grow to twice what training holds; GOMEMLIMIT overrides it")
 	fs.StringVar(&o.classes, "classes", "two", "class `MAP`: two, three, or label=class pairs")
 	return fs, o
 }
@@ -90,6 +96,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return commandUsageError(stderr, "train", err)
 	}
+	setMemoryLimit(o.memoryGiB)
 	read := dataset.Options{Strict: o.strict, Workers: o.workers}
 	if read.Classes, err = dataset.ParseClassMap(o.classes); err != nil {
 		return commandUsageError(stderr, "train", fmt.Errorf("--classes: %w", err))
@@ -239,4 +246,38 @@ func countRecords(sets []*dataset.Set) int {
 		n += len(s.Records)
 	}
 	return n
+}
+
+// setMemoryLimit sets the Go heap's soft limit to gib GiB, or to half of the
+// machine's memory when gib is negative; 0 or GOMEMLIMIT in the environment
+// leave Go's own setting. Without a limit a ResNet50 batch of 16 let the heap
+// grow past 22 GB on a 24 GB machine, though it held under 9 GB live.
+func setMemoryLimit(gib float64) {
+	if gib == 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := int64(gib * (1 << 30))
+	if gib < 0 {
+		total, err := memTotal()
+		if err != nil {
+			return // not Linux, or no /proc: Go's default
+		}
+		limit = total / 2
+	}
+	debug.SetMemoryLimit(limit)
+}
+
+// memTotal reads the machine's memory in bytes from /proc/meminfo.
+func memTotal() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("/proc/meminfo has no MemTotal")
 }

@@ -170,3 +170,14 @@ func TestTrainKilledThenResumed(t *testing.T) {
 		t.Errorf("prediction.csv:\n%s", csv)
 	}
 }
+
+func TestMemTotal(t *testing.T) {
+	total, err := memTotal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every machine this runs on has between 256 MiB and 64 TiB.
+	if total < 256<<20 || total > 64<<40 {
+		t.Errorf("MemTotal read as %d bytes", total)
+	}
+}
