@@ -14,6 +14,7 @@ import (
 
 	"github.com/maskwatch/maskwatch/models/bundle"
 	"github.com/maskwatch/maskwatch/models/bundle/sign"
+	"github.com/maskwatch/maskwatch/models/safefile"
 )
 
 const keygenUsage = `Usage: masktrain keygen --out PREFIX
@@ -120,7 +121,7 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		slog.Error("sign: failed", "bundle", in, "err", err)
 		return exitFailed
 	}
-	if err := writeFileAtomic(out, signed); err != nil {
+	if err := safefile.Write(out, signed, 0o644); err != nil {
 		slog.Error("sign: failed", "err", err)
 		return exitFailed
 	}
@@ -143,30 +144,4 @@ func signBundle(b *bundle.Bundle, key ed25519.PrivateKey) error {
 		return nil
 	}
 	return sign.Bundle(b, key)
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it
-// and renames it over path.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/maskwatch/maskwatch/models/bundle"
 	"github.com/maskwatch/maskwatch/models/bundle/sign"
 	"github.com/maskwatch/maskwatch/models/defaultmodel"
+	"github.com/maskwatch/maskwatch/models/safefile"
 	"github.com/maskwatch/maskwatch/train/progress"
 )
 
@@ -388,22 +389,5 @@ func (p *progressWriter) save(v any) {
 	if err != nil {
 		return
 	}
-	writeFileAtomic(p.path, raw)
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	safefile.Write(p.path, raw, 0o644)
 }

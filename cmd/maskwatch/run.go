@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -31,6 +29,7 @@ import (
 	"github.com/maskwatch/maskwatch/edge/snapshot"
 	"github.com/maskwatch/maskwatch/edge/stream"
 	"github.com/maskwatch/maskwatch/edge/webhook"
+	"github.com/maskwatch/maskwatch/models/safefile"
 )
 
 // sourceStopWait is how long a stop waits for the source's last read.
@@ -357,20 +356,5 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".stats-*.json")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return safefile.Write(path, append(b, '\n'), 0o644)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/maskwatch/maskwatch/models/frcnn"
 	"github.com/maskwatch/maskwatch/models/input"
 	"github.com/maskwatch/maskwatch/models/net"
+	"github.com/maskwatch/maskwatch/models/safefile"
 )
 
 // Layer groups --layers names, by the prefixes of their layers' names.
@@ -519,28 +520,10 @@ func (t *trainer) load(path string) error {
 	return nil
 }
 
-// writeAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path.
+// writeAtomic writes data over path with safefile, making its folder first.
 func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
+	return safefile.Write(path, data, 0o644)
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/maskwatch/maskwatch/models/frcnn"
 	"github.com/maskwatch/maskwatch/models/input"
 	"github.com/maskwatch/maskwatch/models/net"
+	"github.com/maskwatch/maskwatch/models/safefile"
 	"github.com/maskwatch/maskwatch/models/tflite"
 )
 
@@ -568,27 +569,10 @@ func Write(path string, b *Bundle) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("bundle: writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("bundle: writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("bundle: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := safefile.Write(path, data, 0o644); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	return nil

@@ -18,6 +18,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/maskwatch/maskwatch/models/safefile"
 )
 
 // A checkpoint is one file: a magic line, the length of a JSON header, the
@@ -101,33 +103,10 @@ func (m *Model) Save(path string, meta Meta, optimizer bool) error {
 	file.Write(data.Bytes())
 	sum := sha256.Sum256(file.Bytes())
 	file.Write(sum[:])
-	return writeAtomic(path, file.Bytes())
-}
-
-// writeAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
+	return safefile.Write(path, file.Bytes(), 0o644)
 }
 
 // ErrNotCheckpoint is returned, wrapped, for a file that is not a maskwatch

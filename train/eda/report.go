@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/maskwatch/maskwatch/models/safefile"
 	"github.com/maskwatch/maskwatch/train/dataset"
 	"github.com/maskwatch/maskwatch/train/progress"
 )
@@ -179,7 +180,7 @@ func WriteReport(
 		if err != nil {
 			return fmt.Errorf("summary: %w", err)
 		}
-		if err := writeFileAtomic(filepath.Join(out, SummaryFile), append(b, '\n')); err != nil {
+		if err := safefile.Write(filepath.Join(out, SummaryFile), append(b, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
@@ -188,7 +189,7 @@ func WriteReport(
 	if err := reportTemplate.Execute(&page, view); err != nil {
 		return fmt.Errorf("report page: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(out, ReportFile), page.Bytes())
+	return safefile.Write(filepath.Join(out, ReportFile), page.Bytes(), 0o644)
 }
 
 func newReportView(s *Summary, sets []*dataset.Set, samples int) *reportView {
@@ -268,7 +269,7 @@ func saveFigure(out, id string, f Figure) (*figureView, error) {
 	if err != nil {
 		return nil, fmt.Errorf("figure %s: %w", f.File, err)
 	}
-	if err := writeFileAtomic(filepath.Join(out, f.File), f.PNG); err != nil {
+	if err := safefile.Write(filepath.Join(out, f.File), f.PNG, 0o644); err != nil {
 		return nil, err
 	}
 	return &figureView{
@@ -320,32 +321,4 @@ func slugs(names []string) []string {
 		out[i] = s
 	}
 	return out
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// over path, so that readers see the old file or the whole new one.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -380,28 +380,6 @@ func TestSlugs(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f.txt")
-	for _, content := range []string{"first", "second"} {
-		if err := writeFileAtomic(path, []byte(content)); err != nil {
-			t.Fatal(err)
-		}
-		got, err := os.ReadFile(path)
-		if err != nil || string(got) != content {
-			t.Errorf("read back %q, %v; want %q", got, err, content)
-		}
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("temporary files left beside the file: %v", entries)
-	}
-	err := writeFileAtomic(filepath.Join(dir, "missing", "f.txt"), nil)
-	if err == nil || !strings.Contains(err.Error(), "missing") {
-		t.Errorf("writing into a missing folder: %v, want an error naming it", err)
-	}
-}
-
 func TestReadBars(t *testing.T) {
 	var buf bytes.Buffer
 	r := &readBars{w: &buf, label: "read x"}

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 
 	"github.com/maskwatch/maskwatch/models/box"
+	"github.com/maskwatch/maskwatch/models/safefile"
 )
 
 // number is a float64 that JSON writes as null when it is NaN or ±Inf.
@@ -179,7 +179,7 @@ func (r *Report) WritePredictions(path string) error {
 	if err := w.Error(); err != nil {
 		return fmt.Errorf("evaluate: write %s: %w", path, err)
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return safefile.Write(path, buf.Bytes(), 0o644)
 }
 
 // pixelBox cuts b to a width×height image and rounds its corners to whole
@@ -193,32 +193,4 @@ func pixelBox(b box.Box, width, height int) (x, y, w, h int) {
 	x1, y1 := int(math.Round(b.X1)), int(math.Round(b.Y1))
 	x2, y2 := int(math.Round(b.X2)), int(math.Round(b.Y2))
 	return x1, y1, x2 - x1, y2 - y1
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// over path, so that readers see the old file or the whole new one.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("evaluate: write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("evaluate: write %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("evaluate: write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("evaluate: write %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("evaluate: write %s: %w", path, err)
-	}
-	return nil
 }

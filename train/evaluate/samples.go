@@ -19,6 +19,7 @@ import (
 	"golang.org/x/image/math/fixed"
 
 	"github.com/maskwatch/maskwatch/models/box"
+	"github.com/maskwatch/maskwatch/models/safefile"
 	"github.com/maskwatch/maskwatch/train/eda"
 )
 
@@ -155,7 +156,7 @@ func (r *Report) WriteSamples(dir string, n int) error {
 			return fmt.Errorf("evaluate: sample of %s: %w", p.Path, err)
 		}
 		file := fmt.Sprintf("sample-%03d.png", k+1)
-		if err := writeFileAtomic(filepath.Join(dir, file), buf.Bytes()); err != nil {
+		if err := safefile.Write(filepath.Join(dir, file), buf.Bytes(), 0o644); err != nil {
 			return err
 		}
 		views = append(views, r.sampleView(p, file))
@@ -175,7 +176,7 @@ func (r *Report) WriteSamples(dir string, n int) error {
 	if err != nil {
 		return fmt.Errorf("evaluate: samples index: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, "index.html"), page.Bytes())
+	return safefile.Write(filepath.Join(dir, "index.html"), page.Bytes(), 0o644)
 }
 
 // className names a data set class, or gives its number when the report

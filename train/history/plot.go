@@ -15,6 +15,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/maskwatch/maskwatch/models/safefile"
 )
 
 // The size of every PNG Plot writes, in pixels.
@@ -301,5 +303,5 @@ func savePlot(p *plot.Plot, path string) error {
 	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(&buf); err != nil {
 		return fmt.Errorf("history: draw %s: %w", path, err)
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return safefile.Write(path, buf.Bytes(), 0o644)
 }
