@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,9 +68,6 @@ const adminScript = `(async (token) => {
 // frame the operator flags, lets them draw a missed face on it and saves
 // the labels as a Pascal VOC annotation.
 func TestE2EAdminPageInChromium(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is needed: %v; run make deps", err)
-	}
 	dir := t.TempDir()
 	model := filepath.Join(dir, "model.mwb")
 	weakenedBundle(t, model)
@@ -80,20 +76,7 @@ func TestE2EAdminPageInChromium(t *testing.T) {
 		"--listen", "127.0.0.1:0", "--model", model, "--admin-token", deployToken,
 		"--collect", collect)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	browser := fixture.Browser(t, 3*time.Minute)
 	if err := chromedp.Do(browser, chromedp.Navigate(l.url+"/admin")); err != nil {
 		t.Fatalf("open the admin page: %v", err)
 	}

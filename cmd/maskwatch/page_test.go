@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -11,9 +9,6 @@ import (
 
 	"github.com/maskwatch/maskwatch/train/fixture"
 )
-
-// chromiumPath is where scripts/deps.sh (make deps) installs Chromium.
-const chromiumPath = "/usr/bin/chromium"
 
 // pageState is what pageScript reports.
 type pageState struct {
@@ -67,29 +62,10 @@ const pageScript = `(async () => {
 // TestE2EPageInChromium opens the page in headless Chromium while maskwatch
 // runs on demo.mp4: the stream moves, the counts fill in, events are listed.
 func TestE2EPageInChromium(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is needed: %v; run make deps", err)
-	}
 	l := startLive(t, "--source", fixture.Path(t, "video", "demo.mp4"), "--headless",
 		"--listen", "127.0.0.1:0")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	browser := fixture.Browser(t, 3*time.Minute)
 	if err := chromedp.Do(browser, chromedp.Navigate(l.url+"/")); err != nil {
 		t.Fatalf("open the page in headless Chromium: %v", err)
 	}

@@ -349,9 +349,6 @@ func buildMasktrain(t *testing.T) string {
 	return bin
 }
 
-// chromiumPath is where scripts/deps.sh (make deps) installs Chromium.
-const chromiumPath = "/usr/bin/chromium"
-
 // pageCheck is what the script in checkInBrowser reports.
 type pageCheck struct {
 	Images   int      `json:"images"`
@@ -377,27 +374,8 @@ const pageCheckScript = `(async () => {
 // image loaded and nothing was fetched.
 func checkInBrowser(t *testing.T, report string, minImages int) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is needed to check the report: %v; run make deps", err)
-	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	browser := fixture.Browser(t, 60*time.Second)
 
 	abs, err := filepath.Abs(report)
 	if err != nil {
