@@ -18,21 +18,26 @@ import (
 // scores.
 func TestFP32TFLiteMatchesGoMLX(t *testing.T) {
 	cfg, w := randomDetector(t, 1)
-	matchEngines(t, cfg, w, 3, true)
+	matchEngines(t, cfg, w, 3, true, 1e-4)
 }
 
 // TestResNet50TFLiteMatchesGoMLX compares the stage outputs for the
 // ResNet50 backbone (max pooling, residual additions with a fused ReLU) on
 // one photograph. Its random box head scores most boxes 1.0, so NMS among
 // ties would pick survivors by float noise: detections are not compared.
+// Fifty random layers amplify the engines' different summation orders
+// (the objectness of one photograph differs by 1.1e-4 of its scale), so
+// the bound is 2e-4; a wrong operator is off by a good part of the scale.
 func TestResNet50TFLiteMatchesGoMLX(t *testing.T) {
 	cfg, w := randomBackbone(t, net.ResNet50, 2)
-	matchEngines(t, cfg, w, 1, false)
+	matchEngines(t, cfg, w, 1, false, 2e-4)
 }
 
 // matchEngines compares the engines' stage outputs on a 640x480 frame and
-// n photographs, and their detections when detections is set.
-func matchEngines(t *testing.T, cfg frcnn.Config, w net.Weights, n int, detections bool) {
+// n photographs, and their detections when detections is set; stage
+// outputs must agree within tol of each tensor's largest value.
+func matchEngines(t *testing.T, cfg frcnn.Config, w net.Weights, n int, detections bool,
+	tol float64) {
 	b := exportBundle(t, cfg, w, tflite.FP32, nil)
 	tf, err := OpenBundle(b, "fp32", Options{Engine: EngineTFLite, Threads: 2})
 	if err != nil {
@@ -50,7 +55,6 @@ func matchEngines(t *testing.T, cfg frcnn.Config, w net.Weights, n int, detectio
 	for _, path := range testImages(t, n) {
 		frames = append(frames, loadFrame(t, path))
 	}
-	const tol = 1e-4
 	for i, f := range frames {
 		plan, err := pt.spec.Plan(f.Width, f.Height)
 		if err != nil {
