@@ -132,14 +132,16 @@ func (d *deviceProc) getJSON(path, token string, v any) {
 // waitFor polls the status until cond holds.
 func (d *deviceProc) waitFor(what string, cond func(edge.Status) bool) edge.Status {
 	d.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	// A generous bound: on a CI machine busy with other test binaries (qemu,
+	// training) a frame can take seconds.
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		s := d.status()
 		if cond(s) {
 			return s
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("waited 2 minutes for %s; model %+v, frames %d\n%s", what, s.Model,
+			d.t.Fatalf("waited 5 minutes for %s; model %+v, frames %d\n%s", what, s.Model,
 				s.Frames, d.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
