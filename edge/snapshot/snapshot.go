@@ -18,6 +18,7 @@ import (
 	"github.com/maskwatch/maskwatch/camera"
 	"github.com/maskwatch/maskwatch/edge/events"
 	"github.com/maskwatch/maskwatch/edge/jpegenc"
+	"github.com/maskwatch/maskwatch/models/safefile"
 )
 
 // prefix starts every file this package writes; others in the folder are
@@ -139,19 +140,8 @@ func (w *Writer) write(buf []byte, j *job) ([]byte, error) {
 	}, j.ev.Label)
 	name := fmt.Sprintf("%s%s-track%d-%s.jpg", prefix,
 		j.ev.Time.UTC().Format("20060102T150405.000Z"), j.ev.Track, label)
-	tmp, err := os.CreateTemp(w.dir, ".tmp-*.jpg")
-	if err != nil {
-		return buf, err
-	}
-	_, err = tmp.Write(buf)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(w.dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	// 0600: snapshots show people's faces.
+	if err := safefile.Write(filepath.Join(w.dir, name), buf, 0o600); err != nil {
 		return buf, err
 	}
 	w.mu.Lock()
