@@ -79,8 +79,11 @@ func TestOverfitEightImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var first, last Losses
-	const steps = 60
+	// Adam at 1e-3 still jitters by the end: the loss reached is the mean
+	// of the last 10 steps, not whichever step happens to be last.
+	var first Losses
+	const steps, tail = 60, 10
+	reached := 0.0
 	for step := range steps {
 		l, err := tr.Step(images, truths)
 		if err != nil {
@@ -89,14 +92,17 @@ func TestOverfitEightImages(t *testing.T) {
 		if step == 0 {
 			first = l
 		}
-		last = l
+		if step >= steps-tail {
+			reached += l.Total / tail
+		}
 		if step%10 == 0 || step == steps-1 {
 			t.Logf("step %d: total %.4f (obj %.4f rpn box %.4f class %.4f roi box %.4f) grad %.1f",
 				step, l.Total, l.RPNObjectness, l.RPNBox, l.RoIClass, l.RoIBox, l.GradNorm)
 		}
 	}
-	if last.Total > 0.1*first.Total {
-		t.Errorf("loss fell from %.4f to %.4f, want below 10%%", first.Total, last.Total)
+	if reached > 0.1*first.Total {
+		t.Errorf("loss fell from %.4f to %.4f (mean of the last %d steps), want below 10%%",
+			first.Total, reached, tail)
 	}
 
 	// The running batch-norm averages lag far behind weights trained this
